@@ -1,0 +1,22 @@
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("RAYLATENT_SALT", "test-salt")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+warnings.filterwarnings("ignore", message=".*download.*")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray runtime for the whole test session (start-up costs seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
