@@ -113,3 +113,25 @@ def test_config_rejects_bad_settings(tmp_path):
         IngestConfig(src=str(tmp_path), out=str(tmp_path / "o"), test_frac=1.5)
     with pytest.raises(ConfigError, match="--out must differ"):
         IngestConfig(src=str(tmp_path), out=str(tmp_path))
+
+
+def test_phantom_factors_are_carried_through(tmp_path, ray_session):
+    import csv
+
+    from raylatent.data.ingest import ingest
+    from raylatent.data.phantom import PhantomParams, generate
+
+    src = generate(tmp_path / "ph", PhantomParams(patients=3, slices=4, matrix=64, seed=1),
+                   log=lambda *_: None)
+    m = ingest(IngestConfig(src=str(src), out=str(tmp_path / "out"), size=32, test_frac=0.34),
+               log=lambda *_: None)
+    assert m["skipped"] == [] and m["counts"] == {"train": 8, "test": 4}
+    rows = list(csv.DictReader(open(src / "factors.csv")))
+    both = [load_split(tmp_path / "out", s) for s in ("train", "test")]
+    got = sorted(tuple(round(float(sp.columns[f"factor_{k}"][i]), 4) for k in ("width", "breast", "z"))
+                 for sp in both for i in range(len(sp)))
+    want = sorted(tuple(round(float(r[f"factor_{k}"]), 4) for k in ("width", "breast", "z")) for r in rows)
+    assert got == want
+    # the phantom's own z order and the header's z order agree: factor_z == slice_frac
+    for sp in both:
+        np.testing.assert_allclose(sp.columns["factor_z"], sp.columns["slice_frac"], atol=1e-6)

@@ -33,6 +33,7 @@ from raylatent.data.dicom import SkipFile, find_files, hu_to_model, read_ct, sal
 
 INGEST_VERSION = "ingest-v1"
 FACTORS_FILE = "factors.csv"
+SIDECARS = {FACTORS_FILE, "phantom.json"}  # the phantom's own files at the top of --src
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
 
@@ -81,11 +82,21 @@ def image_array(images: np.ndarray) -> pa.ExtensionArray:
     return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(images, np.float32))
 
 
+def output_schema(size: int, factor_names: list[str]) -> pa.Schema:
+    return pa.schema([
+        ("image", pa.fixed_shape_tensor(pa.float32(), [size, size])),
+        ("patient_key", pa.string()), ("series_key", pa.string()), ("slice_key", pa.string()),
+        ("z_mm", pa.float64()), ("slice_index", pa.int32()), ("slice_frac", pa.float32()),
+        ("split", pa.string()), *[(n, pa.float32()) for n in factor_names]])
+
+
 def finalize_batch(batch: pa.Table, plan: dict, size: int, factor_names: list[str]) -> pa.Table:
     """Ray Data map_batches function: staging rows of one split -> output rows."""
     ids = batch.column("row_id").to_pylist()
     keep = [i for i, r in enumerate(ids) if r in plan]
-    sub = batch.take(keep)
+    if not keep:  # a block holding only the other split, or only skipped files
+        return output_schema(size, factor_names).empty_table()
+    sub = batch.take(pa.array(keep, pa.int64()))
     plans = [plan[ids[i]] for i in keep]
     buf = b"".join(sub.column("image").to_pylist())
     images = np.frombuffer(buf, np.float32).reshape(len(keep), size, size)
@@ -101,7 +112,7 @@ def finalize_batch(batch: pa.Table, plan: dict, size: int, factor_names: list[st
     }
     for name in factor_names:
         cols[name] = pa.array([p["factors"].get(name, np.nan) for p in plans], pa.float32())
-    return pa.table(cols)
+    return pa.table(cols, schema=output_schema(size, factor_names))
 
 
 def fingerprint(cfg: IngestConfig, files: list[str]) -> str:
@@ -207,7 +218,7 @@ def ingest(cfg: IngestConfig, log=print) -> dict:
 
     t0 = time.time()
     out = Path(cfg.out)
-    files = [f for f in find_files(cfg.src) if f != FACTORS_FILE]
+    files = [f for f in find_files(cfg.src) if f not in SIDECARS]
     fp = fingerprint(cfg, files)
     old = load_manifest(out)
     if old is not None and old.get("fingerprint") == fp:
