@@ -43,7 +43,7 @@ class IngestConfig:
     seed: int = 0
     strict: bool = False
     salt: str = field(default="", repr=False)
-    files_per_batch: int = 16
+    files_per_batch: int = 48
 
     def __post_init__(self) -> None:
         if not Path(self.src).is_dir():

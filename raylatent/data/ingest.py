@@ -36,6 +36,7 @@ FACTORS_FILE = "factors.csv"
 SIDECARS = {FACTORS_FILE, "phantom.json"}  # the phantom's own files at the top of --src
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
+PART = "_part"  # Hive partition column of the finalize pass; becomes the train/ and test/ folders
 
 
 def _staging_schema() -> pa.Schema:
@@ -87,14 +88,14 @@ def output_schema(size: int, factor_names: list[str]) -> pa.Schema:
         ("image", pa.fixed_shape_tensor(pa.float32(), [size, size])),
         ("patient_key", pa.string()), ("series_key", pa.string()), ("slice_key", pa.string()),
         ("z_mm", pa.float64()), ("slice_index", pa.int32()), ("slice_frac", pa.float32()),
-        ("split", pa.string()), *[(n, pa.float32()) for n in factor_names]])
+        ("split", pa.string()), *[(n, pa.float32()) for n in factor_names], (PART, pa.string())])
 
 
 def finalize_batch(batch: pa.Table, plan: dict, size: int, factor_names: list[str]) -> pa.Table:
-    """Ray Data map_batches function: staging rows of one split -> output rows."""
+    """Ray Data map_batches function: staging rows -> output rows (planned ones only)."""
     ids = batch.column("row_id").to_pylist()
     keep = [i for i, r in enumerate(ids) if r in plan]
-    if not keep:  # a block holding only the other split, or only skipped files
+    if not keep:  # a block holding only skipped files or duplicates
         return output_schema(size, factor_names).empty_table()
     sub = batch.take(pa.array(keep, pa.int64()))
     plans = [plan[ids[i]] for i in keep]
@@ -110,8 +111,10 @@ def finalize_batch(batch: pa.Table, plan: dict, size: int, factor_names: list[st
         "slice_frac": pa.array([p["slice_frac"] for p in plans], pa.float32()),
         "split": pa.array([p["split"] for p in plans], pa.string()),
     }
+    cols[PART] = cols["split"]
     for name in factor_names:
         cols[name] = pa.array([p["factors"].get(name, np.nan) for p in plans], pa.float32())
+    cols[PART] = cols.pop(PART)  # last, as in the schema
     return pa.table(cols, schema=output_schema(size, factor_names))
 
 
@@ -232,28 +235,35 @@ def ingest(cfg: IngestConfig, log=print) -> dict:
     try:
         if not ray.is_initialized():
             ray.init(log_to_driver=False, include_dashboard=False)
+        # Ray Data reserves a share of the CPUs per operator; on a small machine that left one
+        # decode task running at a time (measured: no gain from 2 CPUs). Decoding is the only
+        # heavy operator here, so let it take every CPU.
+        ray.data.DataContext.get_current().op_resource_reservation_enabled = False
         n_blocks = max(1, min(len(files), math.ceil(len(files) / cfg.files_per_batch)))
         ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=n_blocks)
         ds = ds.map_batches(decode_batch, fn_kwargs=dict(src=cfg.src, size=cfg.size, salt=cfg.salt),
                             batch_size=cfg.files_per_batch, batch_format="numpy", num_cpus=1,
                             compute=ray.data.TaskPoolStrategy())
         ds.write_parquet(str(staging / "decoded"))
+        timings = {"decode_s": round(time.time() - t0, 2)}
         meta = pads.dataset(str(staging / "decoded"), format="parquet").to_table(
             columns=[c for c in _staging_schema().names if c != "image"])
         plan, skipped, patients = plan_rows(meta, cfg, factors)
+        timings["plan_s"] = round(time.time() - t0 - timings["decode_s"], 2)
         counts = {s: 0 for s in SPLITS}
         for p in plan.values():
             counts[p["split"]] += 1
+        # One pass writes both splits (Hive partitions on a helper column): each Ray Data
+        # pipeline costs ~1 s to start here, so two filtered passes cost more than the work.
+        final = staging / "final"
+        (ray.data.read_parquet(str(staging / "decoded"))
+         .map_batches(finalize_batch, fn_kwargs=dict(plan=plan, size=cfg.size, factor_names=factor_names),
+                      batch_format="pyarrow", batch_size=256, compute=ray.data.TaskPoolStrategy())
+         .write_parquet(str(final), partition_cols=[PART]))
         for split in SPLITS:
-            sub = {k: v for k, v in plan.items() if v["split"] == split}
-            target = staging / "final" / split
-            target.mkdir(parents=True)
-            if not sub:
-                continue
-            (ray.data.read_parquet(str(staging / "decoded"))
-             .map_batches(finalize_batch, fn_kwargs=dict(plan=sub, size=cfg.size, factor_names=factor_names),
-                          batch_format="pyarrow", batch_size=256, compute=ray.data.TaskPoolStrategy())
-             .write_parquet(str(target)))
+            if not (final / f"{PART}={split}").exists():
+                (final / f"{PART}={split}").mkdir(parents=True)
+        timings["finalize_s"] = round(time.time() - t0 - timings["decode_s"] - timings["plan_s"], 2)
         manifest = {
             "version": INGEST_VERSION, "fingerprint": fp,
             "settings": {"size": cfg.size, "test_frac": cfg.test_frac, "seed": cfg.seed,
@@ -263,14 +273,14 @@ def ingest(cfg: IngestConfig, log=print) -> dict:
                          "slice_frac": "0 = most superior slice of the series, 1 = most inferior"},
             "files_seen": len(files), "counts": counts, "patients": patients,
             "factor_columns": factor_names, "skipped": skipped,
-            "elapsed_s": round(time.time() - t0, 2),
+            "elapsed_s": round(time.time() - t0, 2), "timings": timings,
         }
         # Swap in: invalidate first, move folders, write the manifest last.
         (out / MANIFEST).unlink(missing_ok=True)
         for split in SPLITS:
             if (out / split).exists():
                 shutil.rmtree(out / split)
-            os.replace(staging / "final" / split, out / split)
+            os.replace(final / f"{PART}={split}", out / split)
         _write_json_atomic(out / MANIFEST, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,126 @@
+"""`python -m raylatent.bench {ingest,discovery} --json FILE`: benchmarks, never tests.
+
+Each benchmark measures the project's path and a plain baseline in the same run, on the same
+inputs, and writes medians and ratios as JSON (this machine is noisy: compare within one run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _machine() -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "platform": platform.platform(), "cuda": torch.cuda.is_available()}
+
+
+def bench_ingest(args) -> dict:
+    """Ray Data ingest with 1 and 2 CPUs against a serial pydicom loop doing the same work."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray
+
+    from raylatent.config import IngestConfig
+    from raylatent.data.dicom import find_files, hu_to_model, read_ct
+    from raylatent.data.ingest import SIDECARS, image_array, ingest
+    from raylatent.data.phantom import PhantomParams, cached
+
+    work = Path(tempfile.mkdtemp(prefix="raylatent-bench-"))
+    try:
+        src = cached(work, PhantomParams(patients=args.patients, slices=args.slices, matrix=args.matrix,
+                                         seed=0), log=lambda *_: None)
+        if args.copies > 1:  # many files cheaply: re-save each slice under new UIDs
+            src = _replicate(src, work / "replicated", args.copies)
+        files = [f for f in find_files(src) if f not in SIDECARS]
+
+        def serial() -> float:
+            t = time.perf_counter()
+            imgs = [hu_to_model(fr.hu, args.size) for f in files for fr in read_ct(src / f)]
+            pq.write_table(pa.table({"image": image_array(np.stack(imgs))}), work / "serial.parquet")
+            return time.perf_counter() - t
+
+        def ray_run(cpus: int, rep: int) -> float:
+            out = work / f"ray-{cpus}-{rep}"
+            t = time.perf_counter()
+            ingest(IngestConfig(src=str(src), out=str(out), size=args.size, salt="bench"), log=lambda *_: None)
+            return time.perf_counter() - t
+
+        result = {"files": len(files), "copies": args.copies, "matrix": args.matrix, "size": args.size, "reps": args.reps}
+        result["serial_s"] = [serial() for _ in range(args.reps)]
+        for cpus in (1, 2):
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            ray_run(cpus, -1)  # warm-up: worker processes and imports
+            result[f"ray_{cpus}cpu_s"] = [ray_run(cpus, r) for r in range(args.reps)]
+            ray.shutdown()
+        for key in ("serial", "ray_1cpu", "ray_2cpu"):
+            med = statistics.median(result[f"{key}_s"])
+            result[f"{key}_median_s"] = med
+            result[f"{key}_slices_per_s"] = len(files) / med
+        result["ratio_2cpu_vs_serial"] = result["ray_2cpu_slices_per_s"] / result["serial_slices_per_s"]
+        result["ratio_1cpu_vs_serial"] = result["ray_1cpu_slices_per_s"] / result["serial_slices_per_s"]
+        result["scaling_2cpu_vs_1cpu"] = result["ray_2cpu_slices_per_s"] / result["ray_1cpu_slices_per_s"]
+        result["target_2cpu_vs_serial"] = 1.8
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _replicate(src: Path, dst: Path, copies: int) -> Path:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    for f in sorted(src.rglob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        for c in range(copies):
+            ds.PatientID = f"{ds.PatientID.split('~')[0]}~{c}"
+            ds.SeriesInstanceUID = generate_uid(entropy_srcs=[f"{ds.PatientID}|series"])
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            out = dst / f"{ds.PatientID}" / f.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(out)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m raylatent.bench", description=__doc__)
+    sub = ap.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("ingest", help="Ray Data ingest vs a serial loop")
+    p.add_argument("--json", required=True)
+    p.add_argument("--patients", type=int, default=4)
+    p.add_argument("--slices", type=int, default=40)
+    p.add_argument("--matrix", type=int, default=512, help="source slice size (LIDC: 512)")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--copies", type=int, default=10, help="re-save each slice this many times")
+    p.add_argument("--reps", type=int, default=3)
+    p = sub.add_parser("discovery", help="direction-discovery steps/s vs a reference step")
+    p.add_argument("--json", required=True)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--paper-widths", action=argparse.BooleanOptionalAction, default=True)
+    args = ap.parse_args(argv)
+    if args.what == "ingest":
+        result = bench_ingest(args)
+    else:
+        from raylatent.discovery.bench import bench_discovery
+
+        result = bench_discovery(args)
+    result["machine"] = _machine()
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
