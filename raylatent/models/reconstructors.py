@@ -1,0 +1,49 @@
+"""Reconstructors R(G(z), G(z + shift)): the two images stacked as 2 channels -> (direction
+logits over K, predicted shift magnitude). LeNet is Voynov & Babenko's small CNN; ResNet18 is
+torchvision's, randomly initialised, with a 2-channel first convolution."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LeNetReconstructor(nn.Module):
+    def __init__(self, K: int, width: float = 1.0, channels: int = 1):
+        super().__init__()
+        c1, c2, c3 = (max(1, round(c * width)) for c in (6, 16, 120))
+        self.features = nn.Sequential(
+            nn.Conv2d(2 * channels, c1, 5, padding=2), nn.BatchNorm2d(c1), nn.ReLU(True), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.BatchNorm2d(c2), nn.ReLU(True), nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 5, padding=2), nn.BatchNorm2d(c3), nn.ReLU(True),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.direction = nn.Linear(c3, K)
+        self.shift = nn.Linear(c3, 1)
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(torch.cat([x0, x1], dim=1))
+        return self.direction(h), self.shift(h).squeeze(1)
+
+
+class ResNet18Reconstructor(nn.Module):
+    def __init__(self, K: int, channels: int = 1):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None)
+        net.conv1 = nn.Conv2d(2 * channels, 64, 7, 2, 3, bias=False)
+        net.fc = nn.Identity()
+        self.features = net
+        self.direction = nn.Linear(512, K)
+        self.shift = nn.Linear(512, 1)
+
+    def forward(self, x0, x1):
+        h = self.features(torch.cat([x0, x1], dim=1))
+        return self.direction(h), self.shift(h).squeeze(1)
+
+
+def make_reconstructor(kind: str, K: int, width: float = 1.0) -> nn.Module:
+    if kind == "lenet":
+        return LeNetReconstructor(K, width)
+    if kind == "resnet":
+        return ResNet18Reconstructor(K)
+    raise ValueError(f"reconstructor {kind!r}: must be 'lenet' or 'resnet'")
