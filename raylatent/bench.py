@@ -76,6 +76,101 @@ def bench_ingest(args) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _matmul_peak(device, dtype, n: int = 2048, reps: int = 10) -> float:
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(times)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _median_time(fn, steps: int, device, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_discovery(args) -> dict:
+    """Discovery steps/s against the commonly written reference step, and G's FLOP/s share."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from raylatent.discovery.step import Discovery, DiscoveryConfig, reference_step, sample_shifts
+    from raylatent.models import as_generator, make_generator
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    peak = _matmul_peak(device, dtype)
+    widths = {"smoke": dict(size=32, gan=32, vae=16, lenet=1.0)}
+    if args.paper_widths:
+        widths["paper"] = dict(size=128, gan=128, vae=64, lenet=1.0)
+    rows = []
+    for scale, w in widths.items():
+        for gen_kind in ("gan", "vae"):
+            torch.manual_seed(0)
+            G = as_generator(make_generator(gen_kind, w["size"], w[gen_kind])).to(device)
+            if cuda:
+                G = G.to(memory_format=torch.channels_last)
+            for rec in ("lenet", "resnet"):
+                cfg = DiscoveryConfig(K=32, reconstructor=rec, recon_width=w["lenet"], batch=args.batch)
+                disc = Discovery(G, cfg, device=device, amp=cuda)
+                fast = _median_time(disc.step, args.steps, device)
+                # reference: G trainable, autograd through both passes, per-sample shift loop
+                for p in G.parameters():
+                    p.requires_grad_(True)
+                params = list(disc.R.parameters()) + list(disc.A.parameters())
+                opt = torch.optim.Adam(params, lr=1e-4)
+                gen = torch.Generator(device=device).manual_seed(0)
+
+                def ref():
+                    z = torch.randn(cfg.batch, G.latent_dim, device=device, generator=gen)
+                    k, eps = sample_shifts(cfg.batch, cfg.K, cfg, gen, device)
+                    reference_step(G, disc.A, disc.R, opt, z, k, eps, cfg.gamma)
+
+                slow = _median_time(ref, args.steps, device)
+                for p in G.parameters():
+                    p.requires_grad_(False)
+                z = torch.randn(cfg.batch, G.latent_dim, device=device)
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                    with FlopCounterMode(display=False) as fc:
+                        G(z)
+                    g_time = _median_time(lambda: G(z), args.steps, device)
+                g_flops = fc.get_total_flops()
+                rows.append({"scale": scale, "generator": gen_kind, "reconstructor": rec,
+                             "batch": cfg.batch, "size": w["size"],
+                             "steps_per_s": 1 / fast, "reference_steps_per_s": 1 / slow,
+                             "speedup_vs_reference": slow / fast,
+                             "generator_flops_per_pass": g_flops,
+                             "generator_flop_s": g_flops / g_time,
+                             "generator_share_of_matmul_peak": g_flops / g_time / peak})
+                print(json.dumps(rows[-1]), flush=True)
+    return {"device": str(device), "dtype": str(dtype), "matmul_peak_flop_s": peak,
+            "steps": args.steps, "rows": rows,
+            "targets": {"speedup_vs_reference_paper_widths": 2.0, "generator_share_of_peak": 0.5}}
+
+
 def _replicate(src: Path, dst: Path, copies: int) -> Path:
     import pydicom
     from pydicom.uid import generate_uid
@@ -112,8 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "ingest":
         result = bench_ingest(args)
     else:
-        from raylatent.discovery.bench import bench_discovery
-
         result = bench_discovery(args)
     result["machine"] = _machine()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

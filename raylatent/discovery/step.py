@@ -65,8 +65,10 @@ class Discovery:
     """G (frozen), A, R and their optimisers, with a private RNG so a run is reproducible and
     resumable to the same numbers."""
 
-    def __init__(self, G: nn.Module, cfg: DiscoveryConfig, device: str | torch.device = "cpu"):
-        self.cfg, self.device = cfg, torch.device(device)
+    def __init__(self, G: nn.Module, cfg: DiscoveryConfig, device: str | torch.device = "cpu",
+                 amp: bool = False):
+        """amp: bf16 autocast for G and R (GPUs); the loss and optimiser stay in fp32."""
+        self.cfg, self.device, self.amp = cfg, torch.device(device), amp
         self.G = freeze(G.to(self.device))
         self.d = G.latent_dim
         torch.manual_seed(cfg.seed)  # R's initialisation
@@ -86,7 +88,8 @@ class Discovery:
         self.opt_R.zero_grad(set_to_none=True)
         if self.opt_A:
             self.opt_A.zero_grad(set_to_none=True)
-        loss, logits, _, ce, ls = discovery_loss(self.G, self.A, self.R, z, k, eps, cfg.gamma)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            loss, logits, _, ce, ls = discovery_loss(self.G, self.A, self.R, z, k, eps, cfg.gamma)
         loss.backward()
         self.opt_R.step()
         if self.opt_A:
