@@ -55,3 +55,48 @@ class IngestConfig:
         if Path(self.out).resolve() == Path(self.src).resolve():
             raise ConfigError("--out must differ from --src (the source folder is never written)")
         self.salt = resolve_salt(self.salt)
+
+
+@dataclass
+class GeneratorsConfig:
+    """Training of the DCGAN and the VAE (paper section 3.2); defaults are the smoke scale."""
+
+    kinds: tuple = ("gan", "vae")
+    size: int = 32
+    latent_dim: int = 32
+    gan_width: int = 32          # ngf = ndf (paper: 128 at 128^2)
+    vae_width: int = 16          # base channels of the ResNet VAE (paper's authors: 64)
+    epochs: int = 6
+    batch_size: int = 32
+    keep_last: int = 5           # the generator kept is the best-FID of the last N epochs
+    lr_gan: float = 2e-4
+    beta1_gan: float = 0.5
+    lr_vae: float = 1e-4
+    beta_kl: float = 0.01
+    noise_start: float = 0.1     # instance noise sigma at epoch 0, off from the midpoint
+    noise_steps: int = 5
+    smooth_low: float = 0.9      # real targets ~ U[smooth_low, 1]
+    augment: bool = True
+    fid_network: str = "inception"  # inception | fallback
+    fid_weights: str = ""        # local pytorch-fid weights file (offline clusters)
+    fid_samples: int = 512
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 0.5
+    gpus_per_worker: float = 0.0
+    max_failures: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.kinds = tuple(self.kinds)
+        bad = set(self.kinds) - {"gan", "vae"}
+        if bad or not self.kinds:
+            raise ConfigError(f"generators.kinds: {sorted(bad) or 'empty'} (use gan and/or vae)")
+        if self.size < 8 or self.size & (self.size - 1):
+            raise ConfigError(f"generators.size {self.size}: must be a power of two >= 8")
+        if self.keep_last < 1 or self.keep_last > self.epochs:
+            raise ConfigError(f"generators.keep_last {self.keep_last}: must be in 1..epochs ({self.epochs})")
+        if self.fid_network not in ("inception", "fallback"):
+            raise ConfigError(f"generators.fid_network {self.fid_network!r}: inception or fallback")
+        if self.num_workers < 1:
+            raise ConfigError("generators.num_workers: at least 1")

@@ -1,0 +1,175 @@
+"""Ray Train loops for the DCGAN and the VAE: one function, run on every DDP worker."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from raylatent.config import GeneratorsConfig
+from raylatent.metrics.fid import feature_extractor, features_of, frechet_distance, statistics
+from raylatent.models import DCGANDiscriminator, as_generator, make_generator
+from raylatent.models.vae import vae_loss
+from raylatent.train.schedules import instance_noise_sigma, random_affine, smoothed_real_targets
+
+STATE = "state.pt"
+HISTORY = "history.json"
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """Hash of the parameters (not BN running stats: DDP re-broadcasts rank 0's buffers at the
+    next forward, so they legitimately differ between ranks at the end of an epoch)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.named_parameters()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _unwrap(m):
+    return m.module if hasattr(m, "module") else m
+
+
+@torch.no_grad()
+def sample_images(G, n: int, latent_dim: int, seed: int, device) -> torch.Tensor:
+    was = G.training
+    G.eval()
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, latent_dim, generator=gen).to(device)
+    out = torch.cat([G(z[i:i + 256]).cpu() for i in range(0, n, 256)])
+    G.train(was)
+    return out
+
+
+def train_loop(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from raylatent.data.shards import load_split
+
+    cfg = GeneratorsConfig(**config["cfg"])
+    kind = config["kind"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    model = make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+    D = DCGANDiscriminator(cfg.size, cfg.gan_width) if kind == "gan" else None
+    if kind == "gan":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_gan, betas=(cfg.beta1_gan, 0.999))
+        opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_gan, betas=(cfg.beta1_gan, 0.999))
+    else:
+        opt, opt_D = torch.optim.Adam(model.parameters(), lr=cfg.lr_vae), None
+    start, history = 0, []
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            state = torch.load(os.path.join(d, STATE), map_location="cpu", weights_only=True)
+            history = json.load(open(os.path.join(d, HISTORY)))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        if D is not None:
+            D.load_state_dict(state["D"])
+            opt_D.load_state_dict(state["opt_D"])
+        start = int(state["epoch"]) + 1
+    model = ray.train.torch.prepare_model(model)
+    if D is not None:
+        D = ray.train.torch.prepare_model(D)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 17 + start)  # per-rank, per-resume
+    extractor = feats_test = None
+    if rank == 0:
+        extractor = feature_extractor(cfg.fid_network, cfg.fid_weights or None).to(device)
+        test = load_split(config["shards"], "test")
+        if len(test) == 0:
+            test = load_split(config["shards"], "train", limit=cfg.fid_samples)
+        test_images = test.images[: cfg.fid_samples]
+        feats_test = statistics(features_of(extractor, test_images))
+    shard = ray.train.get_dataset_shard("train")
+    for epoch in range(start, cfg.epochs):
+        t0 = time.time()
+        model.train()
+        sigma = instance_noise_sigma(epoch, cfg.epochs, cfg.noise_start, cfg.noise_steps)
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, dtypes=torch.float32,
+                                              drop_last=True):
+            x = batch["image"][:, None]
+            if cfg.augment:
+                x = random_affine(x, generator=gen)
+            x = x.to(device)
+            if kind == "gan":
+                parts = _gan_step(model, D, opt, opt_D, x, sigma, cfg, gen, device)
+            else:
+                recon, mu, logvar = model(x)
+                loss, parts = vae_loss(x, recon, mu, logvar, cfg.beta_kl)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                parts["loss"] = loss.item()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_batches += 1
+        metrics = {k: v / max(n_batches, 1) for k, v in sums.items()}
+        metrics.update(epoch=epoch, batches=n_batches, instance_noise=sigma, started_at_epoch=start,
+                       epoch_s=round(time.time() - t0, 3))
+        digests = [None] * world
+        if world > 1:
+            torch.distributed.all_gather_object(digests, weights_digest(_unwrap(model)))
+        else:
+            digests = [weights_digest(_unwrap(model))]
+        metrics["ranks_identical"] = len(set(digests)) == 1
+        if rank == 0:
+            G = as_generator(_unwrap(model))
+            fake = sample_images(G, len(test_images), cfg.latent_dim, seed=cfg.seed + 99, device=device)
+            metrics["fid"] = frechet_distance(*feats_test, *statistics(features_of(extractor, fake.to(device))))
+            metrics["fid_network"] = extractor.name
+            if kind == "vae":
+                with torch.no_grad():
+                    _unwrap(model).eval()
+                    recon, _, _ = _unwrap(model)(test_images.to(device))
+                    metrics["test_recon_mse"] = float(((recon.cpu() - test_images) ** 2).mean())
+                    _unwrap(model).train()
+            history.append(metrics)
+            with tempfile.TemporaryDirectory() as tmp:
+                state = {"model": _unwrap(model).state_dict(), "opt": opt.state_dict(), "epoch": epoch,
+                         "kind": kind, "config": json.dumps(asdict(cfg))}
+                if D is not None:
+                    state.update(D=_unwrap(D).state_dict(), opt_D=opt_D.state_dict())
+                torch.save(state, os.path.join(tmp, STATE))
+                json.dump(history, open(os.path.join(tmp, HISTORY), "w"))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics, checkpoint=None)
+        if config.get("fail_at_epoch") == epoch and not ckpt and rank == 0:
+            raise RuntimeError(f"injected failure after epoch {epoch} (test)")
+
+
+def _gan_step(G, D, opt_G, opt_D, x, sigma, cfg, gen, device) -> dict[str, float]:
+    n = x.shape[0]
+    z = torch.randn(n, cfg.latent_dim, generator=gen).to(device)
+    fake = G(z)
+
+    def noisy(t):
+        return t + sigma * torch.randn(t.shape, generator=gen).to(device) if sigma > 0 else t
+
+    real_t = smoothed_real_targets(n, cfg.smooth_low, 1.0, generator=gen).to(device)
+    opt_D.zero_grad(set_to_none=True)
+    out_real = D(noisy(x))
+    loss_real = F.binary_cross_entropy_with_logits(out_real, real_t)
+    loss_real.backward()
+    out_fake = D(noisy(fake.detach()))
+    loss_fake = F.binary_cross_entropy_with_logits(out_fake, torch.zeros(n, device=device))
+    loss_fake.backward()
+    opt_D.step()
+    opt_G.zero_grad(set_to_none=True)
+    loss_G = F.binary_cross_entropy_with_logits(D(noisy(fake)), torch.ones(n, device=device))
+    loss_G.backward()
+    opt_G.step()
+    return {"loss_D": (loss_real + loss_fake).item(), "loss_G": loss_G.item(),
+            "D_real": torch.sigmoid(out_real).mean().item(), "D_fake": torch.sigmoid(out_fake).mean().item()}

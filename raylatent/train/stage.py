@@ -1,0 +1,113 @@
+"""The `generators` stage: train the DCGAN and the VAE with Ray Train, keep the best-FID
+checkpoint of the last N epochs, write it as a plain weights file with its metrics."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from raylatent.config import ConfigError, GeneratorsConfig
+from raylatent.data.ingest import load_manifest
+from raylatent.train.loops import HISTORY, STATE, train_loop
+
+WEIGHTS = "generator.pt"
+METRICS = "metrics.json"
+
+
+def stage_key(shards: str | os.PathLike, cfg: GeneratorsConfig) -> str:
+    manifest = load_manifest(shards)
+    if manifest is None:
+        raise ConfigError(f"{shards}: no manifest.json (run the ingest stage first)")
+    blob = json.dumps({"data": manifest["fingerprint"], "cfg": asdict(cfg), "v": "generators-v1"},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def pick_best(candidates: list[tuple[object, dict]]) -> tuple[object, dict]:
+    """Lowest FID among (checkpoint, metrics) pairs: the kept last-N epochs."""
+    if not candidates:
+        raise ValueError("no checkpoints to choose from")
+    return min(candidates, key=lambda cm: (cm[1]["fid"], -cm[1]["epoch"]))
+
+
+def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig, out: Path,
+                    fail_at_epoch: int | None = None, log=print) -> dict:
+    """Train one generator (resuming its Ray Train run if one exists) and export the chosen
+    checkpoint to out/<kind>/."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from raylatent.data.shards import read_dataset
+
+    dest = out / kind
+    if (dest / METRICS).exists():
+        log(f"generators: {kind} already trained ({dest}); skipping")
+        return json.loads((dest / METRICS).read_text())
+    resources = {"CPU": cfg.cpus_per_worker}
+    if cfg.use_gpu:
+        resources["GPU"] = cfg.gpus_per_worker or 1
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"cfg": asdict(cfg), "kind": kind, "shards": str(Path(shards).resolve()),
+                           "fail_at_epoch": fail_at_epoch},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=f"train-{kind}", storage_path=str((out / "ray_train").resolve()),
+                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last),
+                             failure_config=FailureConfig(max_failures=cfg.max_failures)),
+        datasets={"train": read_dataset(shards, "train", columns=["image"])},
+    )
+    result = trainer.fit()
+    ckpt, metrics = pick_best(list(result.best_checkpoints))
+    with ckpt.as_directory() as d:
+        state = torch.load(os.path.join(d, STATE), map_location="cpu", weights_only=True)
+        history = json.load(open(os.path.join(d, HISTORY)))
+    full = json.load(open(os.path.join(result.checkpoint.path, HISTORY))) if result.checkpoint else history
+    tmp = out / f".{kind}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({"model": state["model"], "kind": kind, "epoch": state["epoch"], "config": state["config"]},
+               tmp / WEIGHTS)
+    summary = {"kind": kind, "chosen_epoch": int(state["epoch"]), "fid": metrics["fid"],
+               "fid_network": metrics.get("fid_network"),
+               "candidates": [{"epoch": m["epoch"], "fid": m["fid"]} for _, m in result.best_checkpoints],
+               "history": full, "config": asdict(cfg)}
+    (tmp / METRICS).write_text(json.dumps(summary, indent=1))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    log(f"generators: {kind} chose epoch {summary['chosen_epoch']} (FID {summary['fid']:.2f}, "
+        f"{summary['fid_network']})")
+    return json.loads((dest / METRICS).read_text())  # the same record a skipped rerun returns
+
+
+def run_generators(shards: str | os.PathLike, cfg: GeneratorsConfig, out: str | os.PathLike,
+                   log=print) -> dict[str, dict]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return {kind: train_generator(kind, shards, cfg, out, log=log) for kind in cfg.kinds}
+
+
+def load_generator(folder: str | os.PathLike, kind: str) -> torch.nn.Module:
+    """The exported generator as its z -> image module (the VAE's decoder), in eval mode."""
+    from raylatent.models import as_generator
+
+    return as_generator(load_model(folder, kind)).eval()
+
+
+def load_model(folder: str | os.PathLike, kind: str) -> torch.nn.Module:
+    """The exported model (the whole VAE, with its encoder), weights-only load, in eval mode."""
+    from raylatent.models import make_generator
+
+    path = Path(folder) / kind / WEIGHTS
+    if not path.exists():
+        raise ConfigError(f"{path}: no generator checkpoint (run the generators stage first)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = GeneratorsConfig(**json.loads(state["config"]))
+    model = make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+    model.load_state_dict(state["model"])
+    return model.eval()
