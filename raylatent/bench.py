@@ -171,6 +171,40 @@ def bench_discovery(args) -> dict:
             "targets": {"speedup_vs_reference_paper_widths": 2.0, "generator_share_of_peak": 0.5}}
 
 
+def bench_train(args) -> dict:
+    """Training images/s with 1 and 2 Ray Train workers (epochs after the first)."""
+    import ray
+
+    from raylatent.config import GeneratorsConfig, IngestConfig
+    from raylatent.data.ingest import ingest
+    from raylatent.data.phantom import PhantomParams, cached
+    from raylatent.train.stage import train_generator
+
+    work = Path(tempfile.mkdtemp(prefix="raylatent-bench-train-"))
+    try:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        src = cached(work, PhantomParams(patients=8, slices=32, matrix=128, seed=0), log=lambda *_: None)
+        shards = work / "shards"
+        m = ingest(IngestConfig(src=str(src), out=str(shards), size=args.size, salt="bench"), log=lambda *_: None)
+        result: dict = {"train_slices": m["counts"]["train"], "size": args.size, "epochs": args.epochs}
+        for kind in ("gan", "vae"):
+            for workers in (1, 2):
+                cfg = GeneratorsConfig(kinds=(kind,), size=args.size, epochs=args.epochs, keep_last=1,
+                                       batch_size=args.batch, num_workers=workers, augment=True,
+                                       cpus_per_worker=0.5, fid_samples=64, fid_network="fallback")
+                s = train_generator(kind, shards, cfg, work / f"{kind}-{workers}", log=lambda *_: None)
+                times = [h["epoch_s"] for h in s["history"][1:]]
+                imgs = [h["batches"] * args.batch * workers for h in s["history"][1:]]
+                result[f"{kind}_{workers}w_images_per_s"] = statistics.median(i / t for i, t in zip(imgs, times))
+            one, two = result[f"{kind}_1w_images_per_s"], result[f"{kind}_2w_images_per_s"]
+            result[f"{kind}_speedup_2w"] = two / one
+            result[f"{kind}_scaling_efficiency_2w"] = two / one / 2
+        ray.shutdown()
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _replicate(src: Path, dst: Path, copies: int) -> Path:
     import pydicom
     from pydicom.uid import generate_uid
@@ -203,11 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--paper-widths", action=argparse.BooleanOptionalAction, default=True)
+    p = sub.add_parser("train", help="Ray Train images/s with 1 and 2 workers")
+    p.add_argument("--json", required=True)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=32)
     args = ap.parse_args(argv)
-    if args.what == "ingest":
-        result = bench_ingest(args)
-    else:
-        result = bench_discovery(args)
+    result = {"ingest": bench_ingest, "discovery": bench_discovery, "train": bench_train}[args.what](args)
     result["machine"] = _machine()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))

@@ -100,3 +100,199 @@ class GeneratorsConfig:
             raise ConfigError(f"generators.fid_network {self.fid_network!r}: inception or fallback")
         if self.num_workers < 1:
             raise ConfigError("generators.num_workers: at least 1")
+
+
+# --------------------------------------------------------------------------- grids (ablate)
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import hashlib  # noqa: E402
+
+import yaml  # noqa: E402
+
+GRIDS_DIR = Path(__file__).resolve().parent.parent / "ablations"
+
+
+@dataclass
+class DataConfig:
+    path: str = ""               # folder of CT DICOM; empty = the built-in phantom
+    patients: int = 16           # phantom cohort (used when path is empty)
+    slices: int = 32
+    matrix: int = 128
+    phantom_seed: int = 0
+    size: int = 32
+    test_frac: float = 0.15
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.path and not Path(self.path).expanduser().is_dir():
+            raise ConfigError(f"data.path {self.path}: no such folder (give a LIDC-IDRI/DICOM folder, "
+                              f"or leave data.path empty for the built-in phantom)")
+
+
+@dataclass
+class DirectionsConfig:
+    """The Ray Tune grid: one trial per generator x reconstructor x (deformator, K) x seed."""
+
+    generators: tuple = ("gan", "vae")
+    reconstructors: tuple = ("lenet", "resnet")
+    deformators: tuple = ({"deformator": "ortho", "K": 32}, {"deformator": "unit", "K": 32},
+                          {"deformator": "unit", "K": 100})
+    seeds: tuple = (0,)
+    iterations: tuple = ({"steps": 300},)  # rules, first match wins; keys: generator, reconstructor, K
+    batch: int = 128
+    gamma: float = 0.25
+    lr: float = 1e-4
+    lr_directions: float = 0.0   # 0 = same as lr (the paper)
+    shift_scale: float = 6.0
+    min_shift: float = 0.5
+    recon_width: float = 1.0
+    eval_every: int = 100
+    eval_n: int = 512
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 1
+    random_baseline: bool = True   # a `random` trial per generator (paper Figs 9-10)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("generators", {"gan", "vae"}), ("reconstructors", {"lenet", "resnet"})):
+            vals = tuple(getattr(self, name))
+            setattr(self, name, vals)
+            if not vals or set(vals) - allowed:
+                raise ConfigError(f"directions.{name}: {list(vals)} (allowed: {sorted(allowed)})")
+        self.deformators = tuple(dict(d) for d in self.deformators)
+        for d in self.deformators:
+            if set(d) != {"deformator", "K"} or d["deformator"] not in ("unit", "ortho", "proj"):
+                raise ConfigError(f"directions.deformators: {d} (need deformator: unit|ortho|proj and K)")
+        self.iterations = tuple(dict(r) for r in self.iterations)
+        for r in self.iterations:
+            if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "K"}:
+                raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, K)")
+        self.seeds = tuple(int(s) for s in self.seeds)
+
+    def steps_for(self, generator: str, reconstructor: str, K: int) -> int:
+        for r in self.iterations:
+            if all(r.get(k, v) == v for k, v in (("generator", generator), ("reconstructor", reconstructor), ("K", K))):
+                return int(r["steps"])
+        raise ConfigError(f"directions.iterations: no rule matches {generator}/{reconstructor}/K={K}")
+
+    def trials(self) -> list[dict]:
+        out = []
+        for seed in self.seeds:
+            for g in self.generators:
+                for rec in self.reconstructors:
+                    for d in self.deformators:
+                        out.append({"generator": g, "reconstructor": rec, "deformator": d["deformator"],
+                                    "K": d["K"], "seed": seed, "steps": self.steps_for(g, rec, d["K"])})
+                if self.random_baseline:
+                    rec = self.reconstructors[0]
+                    K = self.deformators[-1]["K"]
+                    out.append({"generator": g, "reconstructor": rec, "deformator": "random", "K": K,
+                                "seed": seed, "steps": self.steps_for(g, rec, K)})
+        return out
+
+
+@dataclass
+class ReportConfig:
+    shifts: tuple = (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
+    windows: tuple = ({"name": "lung", "center": -600, "width": 1500},
+                      {"name": "mediastinal", "center": 40, "width": 400})
+    z_direction: int = -1        # Fig 8 direction: -1 = the automatic z label, else this index
+    gif_dirs_per_file: int = 10
+    max_chart_rows: int = 32     # rows per direction-chart page
+
+
+@dataclass
+class Grid:
+    name: str = "smoke"
+    data: DataConfig = field(default_factory=DataConfig)
+    generators: GeneratorsConfig = field(default_factory=GeneratorsConfig)
+    directions: DirectionsConfig = field(default_factory=DirectionsConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        if self.generators.size != self.data.size:
+            raise ConfigError(f"generators.size {self.generators.size} != data.size {self.data.size} "
+                              f"(set both, or only data.size)")
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def key(self, section: str) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict()[section], sort_keys=True).encode()).hexdigest()[:12]
+
+
+_SECTIONS = {"data": DataConfig, "generators": GeneratorsConfig, "directions": DirectionsConfig,
+             "report": ReportConfig}
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    for k, v in values.items():
+        t = str(types[k])
+        if t in ("int", "float") and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ConfigError(f"{where}.{k}: expected a number, got {v!r}")
+        if t == "int" and isinstance(v, float) and not v.is_integer():
+            raise ConfigError(f"{where}.{k}: expected a whole number, got {v!r}")
+        if t == "bool" and not isinstance(v, bool):
+            raise ConfigError(f"{where}.{k}: expected true/false, got {v!r}")
+        if t == "str" and not isinstance(v, str):
+            raise ConfigError(f"{where}.{k}: expected a string, got {v!r}")
+    try:
+        return cls(**{k: (int(v) if str(types[k]) == "int" else v) for k, v in values.items()})
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("generators.", f"{where}.", 1) if where == "generators" else str(e)) from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _set(tree: dict, dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {k} is not a section")
+    try:
+        node[keys[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {dotted}={raw}: not a valid YAML value") from None
+
+
+def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
+    """A grid by name (ablations/<name>.yaml) or path, with `key.sub=value` overrides."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = GRIDS_DIR / f"{name_or_path}.yaml"
+    if not p.exists():
+        known = ", ".join(sorted(x.stem for x in GRIDS_DIR.glob("*.yaml")))
+        raise ConfigError(f"--grid {name_or_path}: no such grid ({p}); known: {known}, or a path to a .yaml")
+    try:
+        tree = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"--set {ov}: expected key=value, e.g. directions.seeds=[0,1]")
+        k, v = ov.split("=", 1)
+        _set(tree, k.strip(), v)
+    unknown = sorted(set(tree) - set(_SECTIONS) - {"name"})
+    if unknown:
+        raise ConfigError(f"{p}: unknown section {unknown[0]!r} (known: name, {', '.join(_SECTIONS)})")
+    data = _build(DataConfig, tree.get("data", {}) or {}, "data")
+    gen_tree = dict(tree.get("generators", {}) or {})
+    gen_tree.setdefault("size", data.size)
+    sections = {"data": data, "generators": _build(GeneratorsConfig, gen_tree, "generators")}
+    for name in ("directions", "report"):
+        sections[name] = _build(_SECTIONS[name], tree.get(name, {}) or {}, name)
+    return Grid(name=str(tree.get("name", p.stem)), **sections)

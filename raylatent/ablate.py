@@ -1,0 +1,175 @@
+"""`python -m raylatent.ablate --grid smoke|full|PATH.yaml`: the whole study, stage by stage.
+
+ingest (Ray Data) -> generators (Ray Train) -> directions (Ray Tune) -> report (files only).
+Each stage writes under RUN_DIR/<stage>/<hash of its inputs>/ and is skipped when done, so a
+rerun (or `--resume` after an interruption) redoes only what is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from raylatent.config import ConfigError, Grid, IngestConfig, load_grid
+
+
+def _hash(*parts: str) -> str:
+    import hashlib
+
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+class Plan:
+    """Where each stage of a grid lives under RUN_DIR."""
+
+    def __init__(self, grid: Grid, run_dir: Path, report_dir: Path):
+        self.grid, self.run_dir, self.report_dir = grid, run_dir, report_dir
+        kd, kg, kt = grid.key("data"), grid.key("generators"), grid.key("directions")
+        self.phantom = run_dir / "phantom"
+        self.data = run_dir / "data" / kd
+        self.generators = run_dir / "generators" / _hash(kd, kg)
+        self.directions = run_dir / "directions" / _hash(kd, kg, kt)
+
+
+def _stage(name: str, log=print):
+    class _Timer:
+        def __enter__(self):
+            self.t = time.time()
+            log(f"\n== {name} ==")
+            return self
+
+        def __exit__(self, *exc):
+            self.s = time.time() - self.t
+            if not exc[0]:
+                log(f"== {name}: {self.s:.1f} s ==")
+
+    return _Timer()
+
+
+def run_data(plan: Plan, log=print) -> Path:
+    from raylatent.data.ingest import ingest
+    from raylatent.data.phantom import PhantomParams, cached
+
+    d = plan.grid.data
+    if d.path:
+        src = Path(d.path).expanduser()
+    else:
+        src = cached(plan.phantom, PhantomParams(d.patients, d.slices, d.matrix, d.phantom_seed), log=log)
+    ingest(IngestConfig(src=str(src), out=str(plan.data), size=d.size, test_frac=d.test_frac,
+                        seed=d.split_seed), log=log)
+    return plan.data
+
+
+def monitoring_banner(ctx, plan: Plan, log=print) -> None:
+    url = getattr(ctx, "dashboard_url", None)
+    if url:
+        log(f"Ray dashboard: http://{url}  (token auth is on: `ray get-auth-token` prints the token "
+            f"to paste at the login page; on a cluster use `ray dashboard cluster.yaml` to port-forward)")
+    log(f"TensorBoard:   tensorboard --logdir {plan.run_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m raylatent.ablate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grid", required=True, help="smoke | full | path/to/grid.yaml")
+    ap.add_argument("--out", default=None, help="run directory (default runs/<grid>)")
+    ap.add_argument("--report-dir", default=None, help="report directory (default reports/<grid>)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a grid field, e.g. --set directions.seeds=[0,1]")
+    ap.add_argument("--resume", action="store_true",
+                    help="restore an interrupted directions experiment (finished trials are kept)")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate; run nothing")
+    ap.add_argument("--address", default=None, help="attach to a running Ray cluster (e.g. auto)")
+    ap.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
+    args = ap.parse_args(argv)
+    try:
+        grid = load_grid(args.grid, args.set)
+        run_dir = Path(args.out or Path("runs") / grid.name).resolve()
+        report_dir = Path(args.report_dir or Path("reports") / grid.name).resolve()
+        plan = Plan(grid, run_dir, report_dir)
+        if args.dry_run:
+            from raylatent.dryrun import dry_run
+
+            dry_run(plan)
+            return 0
+        return run_all(plan, args)
+    except ConfigError as e:
+        print(f"raylatent.ablate: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("raylatent.ablate: interrupted; finished stages and trials are kept, rerun with --resume",
+              file=sys.stderr)
+        return 130
+
+
+def run_all(plan: Plan, args) -> int:
+    import ray
+
+    from raylatent.train.stage import run_generators
+    from raylatent.tune.stage import RESULTS, run_directions
+
+    grid = plan.grid
+    if not ray.is_initialized():
+        ctx = ray.init(address=args.address, include_dashboard=not args.no_dashboard,
+                       log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    else:
+        ctx = None
+    monitoring_banner(ctx, plan)
+    times = {}
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    (plan.run_dir / "grid.json").write_text(json.dumps(grid.to_dict(), indent=1))
+    with _stage("ingest") as t:
+        shards = run_data(plan)
+    times["ingest"] = t.s
+    with _stage("generators (Ray Train)") as t:
+        run_generators(shards, grid.generators, plan.generators)
+    times["generators"] = t.s
+    with _stage(f"directions (Ray Tune, {len(grid.directions.trials())} trials)") as t:
+        records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume)
+    times["directions"] = t.s
+    if not (plan.directions / RESULTS).exists():
+        return 1
+    _write_latest(plan)
+    with _stage("report") as t:
+        from raylatent.report.build import build_report
+
+        plan.report_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(plan.directions / RESULTS, plan.report_dir / RESULTS)
+        _record_times(plan, times)
+        build_report(plan.run_dir, plan.report_dir, grid_name=grid.name)
+    print(f"\nreport: {plan.report_dir / 'REPORT.md'}  ({len(records)} trials)")
+    return 0
+
+
+def _write_latest(plan: Plan) -> None:
+    """What the reporter reads: stage folders relative to RUN_DIR (so a copied run still works)."""
+    import dataclasses
+    import platform
+
+    import torch
+
+    hw = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    if torch.cuda.is_available():
+        hw += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    info = {"grid": plan.grid.name,
+            "stages": {k: str(getattr(plan, k).relative_to(plan.run_dir))
+                       for k in ("data", "generators", "directions")},
+            "data_source": plan.grid.data.path or "built-in thorax phantom "
+                           f"({plan.grid.data.patients} patients x {plan.grid.data.slices} slices)",
+            "hardware": hw, "report": dataclasses.asdict(plan.grid.report)}
+    (plan.run_dir / "latest.json").write_text(json.dumps(info, indent=1))
+
+
+def _record_times(plan: Plan, times: dict) -> None:
+    path = plan.run_dir / "stage_times.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update({k: round(v, 1) for k, v in times.items()})
+    path.write_text(json.dumps(old, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

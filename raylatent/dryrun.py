@@ -1,0 +1,89 @@
+"""`--dry-run`: the plan (stages, trials, resources) and device-hours estimated from a short
+calibration: a few timed steps of each distinct configuration on this machine's hardware, with
+randomly initialised models of the grid's sizes and widths."""
+from __future__ import annotations
+
+import time
+
+import torch
+from tabulate import tabulate
+
+
+def _time(fn, n: int = 2) -> float:
+    fn()  # warm-up
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / n
+
+
+def calibrate_discovery(grid, trial: dict, cap_batch: int) -> float:
+    """Seconds per step at the grid's batch (measured at min(batch, cap) and scaled)."""
+    from raylatent.discovery.step import Discovery, DiscoveryConfig
+    from raylatent.models import as_generator, make_generator
+
+    g, d = grid.generators, grid.directions
+    G = as_generator(make_generator(trial["generator"], g.size,
+                                    g.gan_width if trial["generator"] == "gan" else g.vae_width, g.latent_dim))
+    b = min(d.batch, cap_batch)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    disc = Discovery(G, DiscoveryConfig(K=trial["K"], deformator=trial["deformator"],
+                                        reconstructor=trial["reconstructor"], recon_width=d.recon_width,
+                                        batch=b), device=dev, amp=dev == "cuda")
+    return _time(disc.step) * d.batch / b
+
+
+def calibrate_training(grid, kind: str, cap_batch: int) -> float:
+    """Seconds per training image of one generator (forward + backward, one worker)."""
+    from raylatent.models import DCGANDiscriminator, make_generator
+    from raylatent.models.vae import vae_loss
+
+    g = grid.generators
+    b = min(g.batch_size, cap_batch)
+    m = make_generator(kind, g.size, g.gan_width if kind == "gan" else g.vae_width, g.latent_dim)
+    x = torch.rand(b, 1, g.size, g.size) * 2 - 1
+    if kind == "gan":
+        D = DCGANDiscriminator(g.size, g.gan_width)
+
+        def step():
+            fake = m(torch.randn(b, g.latent_dim))
+            (D(x).mean() + D(fake).mean()).backward()
+    else:
+        def step():
+            r, mu, lv = m(x)
+            vae_loss(x, r, mu, lv)[0].backward()
+    return _time(step) / b
+
+
+def dry_run(plan, cap_batch: int = 16, log=print) -> dict:
+    grid = plan.grid
+    trials = grid.directions.trials()
+    d, g = grid.directions, grid.generators
+    log(f"grid {grid.name}: run dir {plan.run_dir}, report {plan.report_dir}")
+    src = grid.data.path or f"built-in phantom ({grid.data.patients} patients x {grid.data.slices} slices, cached)"
+    log(f"1. ingest     {src} -> {grid.data.size}^2 shards, test share {grid.data.test_frac}")
+    log(f"2. generators {', '.join(g.kinds)}: {g.epochs} epochs, best FID of last {g.keep_last}; "
+        f"{g.num_workers} workers x {{CPU: {g.cpus_per_worker}, GPU: {g.gpus_per_worker if g.use_gpu else 0}}}")
+    log(f"3. directions {len(trials)} Tune trials, each {{CPU: {d.cpus_per_trial}, GPU: {d.gpus_per_trial}}}")
+    log("4. report     Table 1, charts, animations, curves")
+    hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    log(f"\ncalibrating on this machine's {hw} (a few timed steps per configuration) ...")
+    cache: dict = {}
+    rows, total_h = [], 0.0
+    for t in trials:
+        key = (t["generator"], t["reconstructor"], t["deformator"] == "ortho", t["K"])
+        if key not in cache:
+            cache[key] = calibrate_discovery(grid, t, cap_batch)
+        hours = cache[key] * t["steps"] / 3600
+        total_h += hours
+        rows.append([f"{t['generator']}-{t['reconstructor']}-{t['deformator']}-K{t['K']}-s{t['seed']}",
+                     t["steps"], f"{cache[key]:.3f}", f"{hours:.2f}"])
+    log(tabulate(rows, headers=["trial", "steps", "s/step", "device-hours"], tablefmt="github"))
+    n_train = grid.data.patients * grid.data.slices * (1 - grid.data.test_frac) if not grid.data.path else 246_016 * 0.9
+    train_h = sum(calibrate_training(grid, k, cap_batch) for k in g.kinds) * n_train * g.epochs / 3600
+    log(f"\nestimated device-hours on this hardware: generators {train_h:.2f} "
+        f"(~{n_train:,.0f} training slices{' assumed, LIDC-IDRI' if grid.data.path else ''}), "
+        f"directions {total_h:.2f}, total {train_h + total_h:.2f}")
+    return {"trials": len(trials), "directions_hours": total_h, "generators_hours": train_h}

@@ -1,0 +1,253 @@
+"""`python -m raylatent.report RUN_DIR --out REPORT_DIR`: REPORT.md with Table 1, the paper's
+figures, animations and curves. Reads files only (no Ray, no training code), so a copied run
+directory rebuilds its report on a laptop."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raylatent.config import ConfigError, ReportConfig
+from raylatent.discovery.export import load_directions, traversal
+from raylatent.report import figures as F
+from raylatent.report.tables import claims, table1
+
+LATEST = "latest.json"
+
+
+def _load_models(gen_dir: Path) -> dict:
+    from raylatent.config import GeneratorsConfig
+    from raylatent.models import make_generator
+
+    models = {}
+    for kind in ("gan", "vae"):
+        p = gen_dir / kind / "generator.pt"
+        if p.exists():
+            state = torch.load(p, map_location="cpu", weights_only=True)
+            cfg = GeneratorsConfig(**json.loads(state["config"]))
+            m = make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+            m.load_state_dict(state["model"])
+            models[kind] = m.eval()
+    return models
+
+
+def _G(models: dict, kind: str):
+    from raylatent.models import as_generator
+
+    return as_generator(models[kind]).eval()
+
+
+def _latents(n: int, d: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: str = "",
+                 cfg: ReportConfig | None = None) -> Path:
+    run_dir, out = Path(run_dir), Path(out)
+    latest = run_dir / LATEST
+    if not latest.exists():
+        raise ConfigError(f"{run_dir}: no {LATEST} (not a raylatent run directory; run python -m raylatent.ablate)")
+    info = json.loads(latest.read_text())
+    cfg = cfg or ReportConfig(**info.get("report", {}))
+    dirs = {k: run_dir / v for k, v in info["stages"].items()}
+    records = json.loads((dirs["directions"] / "results.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    assets = out / "assets"
+    assets.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(records, indent=1))
+    md: list[str] = [f"# raylatent report: {grid_name or info.get('grid', '')}", ""]
+    md += _summary(run_dir, dirs, info)
+    table, cells = table1(records)
+    md += ["## Table 1: RCA and shift loss Ls", "",
+           "Held-out RCA and Ls (fresh latents, fixed seed) after the configured iterations; "
+           "mean ± std over seeds; in brackets the difference to the paper.", "", table, ""]
+    md += ["### The paper's claims on these numbers", ""]
+    for text, ok, ev in claims(cells):
+        mark = "✓" if ok else ("✗" if ok is False else "–")
+        md.append(f"- {mark} {text} ({ev})")
+    md.append("")
+    models = _load_models(dirs["generators"])
+    md += _direction_charts(records, dirs["directions"], models, cfg, assets)
+    md += _random_vs_discovered(records, dirs["directions"], models, cfg, assets)
+    md += _z_figure(records, dirs["directions"], models, cfg, assets)
+    md += _interpolation(dirs, models, cfg, assets)
+    md += _curves(records, dirs, assets)
+    (out / "REPORT.md").write_text("\n".join(md) + "\n")
+    return out / "REPORT.md"
+
+
+def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
+    man = json.loads((dirs["data"] / "manifest.json").read_text())
+    gens = {k: json.loads((dirs["generators"] / k / "metrics.json").read_text())
+            for k in ("gan", "vae") if (dirs["generators"] / k / "metrics.json").exists()}
+    times = json.loads((run_dir / "stage_times.json").read_text()) if (run_dir / "stage_times.json").exists() else {}
+    import ray  # noqa: F401  (version only)
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "ray": __import__("ray").__version__, "numpy": np.__version__}
+    lines = ["## Run summary", "",
+             f"- Data: {info.get('data_source', '?')}; {man['counts']['train']} train / "
+             f"{man['counts']['test']} test slices from {len(man['patients'])} patients "
+             f"({len(man['skipped'])} files skipped), {man['settings']['size']}² pixels.",
+             ]
+    for k, g in gens.items():
+        lines.append(f"- {k.upper()}: epoch {g['chosen_epoch']} kept (best FID of the last "
+                     f"{len(g['candidates'])}), FID {g['fid']:.2f} with **{g['fid_network']}**.")
+    lines.append(f"- Hardware: {info.get('hardware', platform.processor() or platform.machine())}.")
+    if times:
+        lines.append("- Wall time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ".")
+    lines.append("- Software: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+    return lines + [""]
+
+
+def _chart(G, A: np.ndarray, dirs: list[int], shifts, seed: int, cfg: ReportConfig) -> np.ndarray:
+    z = _latents(1, A.shape[0], seed)
+    imgs = traversal(G, A, z, shifts, dirs)[:, :, 0, 0]  # D x S x H x W
+    w = cfg.windows[0]
+    return F.window(imgs, w["center"], w["width"])
+
+
+def _direction_charts(records, ddir: Path, models, cfg: ReportConfig, assets: Path) -> list[str]:
+    md = ["## Discovered directions (paper Figs 2-7)", "",
+          f"One row per direction; the original in the centre, shifts {list(cfg.shifts)} left to right; "
+          f"{cfg.windows[0]['name']} window (C {cfg.windows[0]['center']}, W {cfg.windows[0]['width']} HU). "
+          f"Animations: {cfg.gif_dirs_per_file} directions per GIF.", ""]
+    for r in records:
+        if r["deformator"] == "random" or r["generator"] not in models:
+            continue
+        A, _ = load_directions(ddir / r["directions"])
+        G = _G(models, r["generator"])
+        md.append(f"### {r['trial']} (RCA {r['rca']:.3f}, Ls {r['ls']:.3f})")
+        K = A.shape[1]
+        for page, start in enumerate(range(0, K, cfg.max_chart_rows)):
+            ids = list(range(start, min(K, start + cfg.max_chart_rows)))
+            name = f"chart-{r['trial']}-p{page + 1}.png"
+            F.grid_png(_chart(G, A, ids, cfg.shifts, 0, cfg), assets / name, [f"dir {i}" for i in ids])
+            md.append(f"![{r['trial']} directions {ids[0]}-{ids[-1]}](assets/{name})")
+        links = []
+        for start in range(0, K, cfg.gif_dirs_per_file):
+            ids = list(range(start, min(K, start + cfg.gif_dirs_per_file)))
+            sweep = list(np.linspace(-max(cfg.shifts), max(cfg.shifts), 9))
+            sweep = sweep + sweep[::-1][1:-1]
+            imgs = _chart(G, A, ids, sweep, 0, cfg)  # D x S x H x W
+            frames = [np.concatenate([F._tile(imgs[d, s]) for d in range(len(ids))], axis=1) for s in range(len(sweep))]
+            name = f"anim-{r['trial']}-{ids[0]:03d}-{ids[-1]:03d}.gif"
+            F.gif(frames, assets / name)
+            links.append(f"[{ids[0]}-{ids[-1]}](assets/{name})")
+        md += ["", "Animations: " + ", ".join(links), ""]
+    return md
+
+
+def _random_vs_discovered(records, ddir, models, cfg, assets) -> list[str]:
+    md = ["## Random vs discovered directions (paper Figs 9-10)", ""]
+    for gen in ("gan", "vae"):
+        rnd = [r for r in records if r["generator"] == gen and r["deformator"] == "random"]
+        disc = sorted([r for r in records if r["generator"] == gen and r["deformator"] == "unit"],
+                      key=lambda r: (-r["K"], r["reconstructor"] != "lenet"))
+        if not rnd or not disc or gen not in models:
+            continue
+        G = _G(models, gen)
+        Ar, _ = load_directions(ddir / rnd[0]["directions"])
+        Ad, _ = load_directions(ddir / disc[0]["directions"])
+        left = _chart(G, Ar, list(range(5)), cfg.shifts, 1, cfg)
+        right = _chart(G, Ad, list(range(5)), cfg.shifts, 1, cfg)
+        both = np.concatenate([left, np.zeros_like(left[:, :1]), right], axis=1)
+        name = f"random-vs-discovered-{gen}.png"
+        F.grid_png(both, assets / name, [f"dir {i}" for i in range(5)])
+        md += [f"{gen.upper()}: 5 random directions (left) and the first 5 of {disc[0]['trial']} (right).", "",
+               f"![random vs discovered {gen}](assets/{name})", ""]
+    return md
+
+
+def _z_direction(G, A: np.ndarray, cfg: ReportConfig) -> int:
+    """The direction that moves lung area most consistently across latents (a z proxy)."""
+    from raylatent.interpret.attributes import measure_batch
+
+    if cfg.z_direction >= 0:
+        return cfg.z_direction
+    z = _latents(8, A.shape[0], 5)
+    imgs = traversal(G, A, z, [-3.0, 3.0])[:, :, :, 0]  # D x 2 x N x H x W
+    from raylatent.data.dicom import model_to_hu
+
+    scores = []
+    for d in range(A.shape[1]):
+        lo = measure_batch(model_to_hu(imgs[d, 0].numpy()))["lung_area"]
+        hi = measure_batch(model_to_hu(imgs[d, 1].numpy()))["lung_area"]
+        delta = np.nan_to_num(hi - lo)
+        scores.append(abs(np.mean(np.sign(delta))) * np.mean(np.abs(delta)))
+    return int(np.argmax(scores))
+
+
+def _z_figure(records, ddir, models, cfg, assets) -> list[str]:
+    md = ["## z-position over 24 random latents (paper Fig 8)", ""]
+    cands = [r for r in records if r["deformator"] == "unit" and r["generator"] in models]
+    if not cands:
+        return md + ["(no unit-length trial)", ""]
+    r = sorted(cands, key=lambda r: (r["generator"] != "vae", -r["K"], r["reconstructor"] != "lenet"))[0]
+    A, _ = load_directions(ddir / r["directions"])
+    G = _G(models, r["generator"])
+    k = _z_direction(G, A, cfg)
+    z = _latents(24, A.shape[0], 8)
+    imgs = traversal(G, A, z, cfg.shifts, [k])[0, :, :, 0]  # S x N x H x W
+    w = cfg.windows[0]
+    name = "z-position.png"
+    F.grid_png(F.window(imgs.permute(1, 0, 2, 3), w["center"], w["width"]), assets / name)
+    how = "configured" if cfg.z_direction >= 0 else "chosen automatically: largest consistent lung-area change"
+    return md + [f"{r['trial']}, direction {k} ({how}).", "", f"![z-position](assets/{name})", ""]
+
+
+def _interpolation(dirs, models, cfg, assets) -> list[str]:
+    from raylatent.data.shards import load_split
+    from raylatent.models.inversion import encode, reverse_search
+
+    md = ["## Interpolation between held-out slices (paper Fig 11)", ""]
+    test = load_split(dirs["data"], "test")
+    if len(test) < 2:
+        return md + ["(fewer than two test slices)", ""]
+    pair = test.images[[0, len(test) // 2]]
+    w = cfg.windows[1]
+    for kind in ("vae", "gan"):
+        if kind not in models:
+            continue
+        G = _G(models, kind)
+        z = encode(models[kind], pair) if kind == "vae" else reverse_search(G, pair, steps=200, restarts=2)
+        t = torch.linspace(0, 1, 8)[:, None]
+        with torch.no_grad():
+            path = G(z[0] * (1 - t) + z[1] * t)[:, 0]
+        row = torch.cat([pair[0], path, pair[1]]).numpy()[None]
+        name = f"interpolation-{kind}.png"
+        F.grid_png(F.window(row, w["center"], w["width"]), assets / name)
+        how = "its encoder" if kind == "vae" else "reverse latent search"
+        md += [f"{kind.upper()} via {how}: held-out originals at both ends, {w['name']} window.", "",
+               f"![interpolation {kind}](assets/{name})", ""]
+    return md
+
+
+def _curves(records, dirs, assets) -> list[str]:
+    md = ["## Curves", ""]
+    rca, ls = {}, {}
+    for r in records:
+        p = dirs["directions"] / "trials" / r["trial"] / "curve.json"
+        if p.exists():
+            c = json.loads(p.read_text())
+            rca[r["trial"]] = [(x["step"], x["rca"]) for x in c]
+            ls[r["trial"]] = [(x["step"], x["ls"]) for x in c]
+    F.curves_png(rca, assets / "curve-rca.png", "Held-out RCA", "iteration", "RCA")
+    F.curves_png(ls, assets / "curve-ls.png", "Held-out Ls", "iteration", "Ls")
+    md += ["![RCA curves](assets/curve-rca.png)", "", "![Ls curves](assets/curve-ls.png)", ""]
+    fid = {}
+    for kind in ("gan", "vae"):
+        p = dirs["generators"] / kind / "metrics.json"
+        if p.exists():
+            h = json.loads(p.read_text())["history"]
+            fid[kind.upper()] = [(x["epoch"], x["fid"]) for x in h]
+            loss_keys = ["loss_D", "loss_G"] if kind == "gan" else ["loss", "recon_mse"]
+            F.curves_png({k: [(x["epoch"], x[k]) for x in h] for k in loss_keys},
+                         assets / f"losses-{kind}.png", f"{kind.upper()} losses", "epoch", "loss")
+            md += [f"![{kind} losses](assets/losses-{kind}.png)", ""]
+    F.curves_png(fid, assets / "fid.png", "FID on the test split", "epoch", "FID")
+    md += ["![FID](assets/fid.png)", ""]
+    return md

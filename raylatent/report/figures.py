@@ -1,0 +1,70 @@
+"""Figures for the report: image grids in fixed HU windows (never per-image min-max, so brighter
+always means denser), GIF animations and metric curves. Deterministic for a given run dir."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from raylatent.data.dicom import model_to_hu
+
+TILE = 64  # pixels per image tile in the figures (nearest-neighbour upscaling of small images)
+
+
+def window(images: torch.Tensor | np.ndarray, center: float, width: float) -> np.ndarray:
+    """[-1, 1] model images -> uint8 in a fixed HU window."""
+    hu = model_to_hu(np.asarray(images, dtype=np.float32))
+    return (np.clip((hu - (center - width / 2)) / width, 0, 1) * 255).astype(np.uint8)
+
+
+def _tile(img: np.ndarray, tile: int = TILE) -> np.ndarray:
+    s = img.shape[-1]
+    rep = max(1, tile // s)
+    return np.kron(img, np.ones((rep, rep), dtype=np.uint8))
+
+
+def grid_png(images: np.ndarray, path: Path, row_labels: list[str] | None = None, gap: int = 2,
+             label_w: int = 0) -> tuple[int, int]:
+    """images: rows x cols x H x W uint8 -> PNG with optional row labels; returns (w, h)."""
+    rows, cols = images.shape[:2]
+    tiles = [[_tile(images[r, c]) for c in range(cols)] for r in range(rows)]
+    th, tw = tiles[0][0].shape
+    label_w = label_w or (110 if row_labels else 0)
+    W, H = label_w + cols * (tw + gap), rows * (th + gap)
+    canvas = Image.new("L", (W, H), 0)
+    draw = ImageDraw.Draw(canvas)
+    for r in range(rows):
+        for c in range(cols):
+            canvas.paste(Image.fromarray(tiles[r][c]), (label_w + c * (tw + gap), r * (th + gap)))
+        if row_labels:
+            draw.text((4, r * (th + gap) + th // 2 - 6), row_labels[r][:18], fill=255)
+    canvas.save(path, optimize=False)
+    return W, H
+
+
+def gif(frames: list[np.ndarray], path: Path, ms: int = 120) -> None:
+    imgs = [Image.fromarray(f) for f in frames]
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=ms, loop=0)
+
+
+def curves_png(series: dict[str, list[tuple[float, float]]], path: Path, title: str, xlabel: str,
+               ylabel: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    for name in sorted(series):
+        xs, ys = zip(*series[name]) if series[name] else ((), ())
+        ax.plot(xs, ys, label=name, lw=1.2)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(series) <= 16:
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)

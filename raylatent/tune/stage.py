@@ -1,0 +1,151 @@
+"""The `directions` stage: every direction-discovery configuration as a Ray Tune trial.
+
+Generator weights go once into the object store (`tune.with_parameters`, numpy arrays), never
+into `param_space`. Each trial reports held-out RCA and Ls with a checkpoint every `eval_every`
+steps (TensorBoard event files come from Tune's tensorboardX logger), a failed trial is retried
+from its last checkpoint, and an interrupted experiment is restored without rerunning finished
+trials. Results land in `results.json`, one record per trial.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raylatent.config import DirectionsConfig, GeneratorsConfig
+from raylatent.discovery.export import save_directions
+from raylatent.discovery.runner import CKPT, load_checkpoint, run, save_checkpoint
+from raylatent.discovery.step import Discovery, DiscoveryConfig
+
+EXPERIMENT = "tune"
+RESULTS = "results.json"
+DIRECTIONS = "directions.npz"
+
+
+def trial_name(t: dict) -> str:
+    return f"{t['generator']}-{t['reconstructor']}-{t['deformator']}-K{t['K']}-s{t['seed']}"
+
+
+def _generator_from_state(kind: str, state: dict, gcfg: dict) -> torch.nn.Module:
+    from raylatent.models import as_generator, make_generator
+
+    cfg = GeneratorsConfig(**gcfg)
+    model = make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    return as_generator(model)
+
+
+def directions_trainable(config: dict, weights: dict | None = None) -> None:
+    """One trial: discovery for config['steps'] steps, reporting to Tune."""
+    from ray import tune
+
+    t = config["trial"]
+    d = DirectionsConfig(**config["directions"])
+    G = _generator_from_state(t["generator"], weights[t["generator"]], config["generators"])
+    cuda = torch.cuda.is_available() and d.gpus_per_trial > 0
+    device = "cuda" if cuda else "cpu"
+    if not cuda:
+        torch.set_num_threads(max(1, int(d.cpus_per_trial)))
+    cfg = DiscoveryConfig(K=t["K"], deformator=t["deformator"], reconstructor=t["reconstructor"],
+                          recon_width=d.recon_width, batch=d.batch, gamma=d.gamma, lr=d.lr,
+                          lr_directions=d.lr_directions or None, shift_scale=d.shift_scale,
+                          min_shift=d.min_shift, seed=t["seed"])
+    disc = Discovery(G, cfg, device=device, amp=cuda)
+    ckpt = tune.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as cd:
+            load_checkpoint(disc, cd)
+    t0 = time.time()
+
+    def report(metrics: dict, _checkpointed: bool) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(disc, tmp)
+            save_directions(Path(tmp) / DIRECTIONS, disc.A.matrix(), {**cfg.to_dict(), **t})
+            tune.report({**metrics, "trial_wall_s": time.time() - t0},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
+        if config.get("fail_once_at") == metrics["step"] and not ckpt:
+            raise RuntimeError(f"injected failure at step {metrics['step']} (test)")
+
+    eval_every = min(d.eval_every, t["steps"]) if t["steps"] else 0
+    if t["steps"] == 0 or disc.step_count >= t["steps"]:
+        return
+    run(disc, t["steps"], eval_every=eval_every, eval_n=d.eval_n, on_report=report)
+
+
+def _weights(generators_dir: Path, kinds) -> tuple[dict, dict]:
+    from raylatent.train.stage import WEIGHTS
+
+    weights, gcfg = {}, None
+    for kind in kinds:
+        state = torch.load(generators_dir / kind / WEIGHTS, map_location="cpu", weights_only=True)
+        weights[kind] = {k: v.numpy() for k, v in state["model"].items()}
+        gcfg = json.loads(state["config"])
+    return weights, gcfg
+
+
+def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: str | os.PathLike,
+                   resume: bool = True, fail_once_at: int | None = None, log=print) -> list[dict]:
+    """Run (or restore) the Tune experiment under out/; write out/results.json."""
+    from ray import tune
+
+    out = Path(out).resolve()
+    if (out / RESULTS).exists():
+        log(f"directions: {out / RESULTS} exists; skipping")
+        return json.loads((out / RESULTS).read_text())
+    trials = d.trials()
+    weights, gcfg = _weights(Path(generators_dir), d.generators)
+    trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights),
+                                    {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
+    exp_path = out / EXPERIMENT
+    if resume and tune.Tuner.can_restore(str(exp_path)):
+        log(f"directions: restoring the interrupted experiment at {exp_path}")
+        tuner = tune.Tuner.restore(str(exp_path), trainable=trainable, resume_errored=True)
+    else:
+        if exp_path.exists():
+            shutil.rmtree(exp_path)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(trials), "directions": json.loads(json.dumps(asdict(d))),
+                         "generators": gcfg, "fail_once_at": fail_once_at},
+            tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
+                                        trial_dirname_creator=lambda tr: trial_name(tr.config["trial"]),
+                                        trial_name_creator=lambda tr: trial_name(tr.config["trial"])),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(out),
+                                      failure_config=tune.FailureConfig(max_failures=d.max_failures)),
+        )
+    grid = tuner.fit()
+    records = []
+    for res in grid:
+        t = res.config["trial"]
+        m = res.metrics or {}
+        if res.error or not res.checkpoint:
+            log(f"directions: trial {trial_name(t)} failed: {str(res.error).splitlines()[0] if res.error else 'no checkpoint'}")
+            continue
+        dest = out / "trials" / trial_name(t)
+        dest.mkdir(parents=True, exist_ok=True)
+        with res.checkpoint.as_directory() as cd:
+            shutil.copy(Path(cd) / DIRECTIONS, dest / DIRECTIONS)
+            shutil.copy(Path(cd) / CKPT, dest / CKPT)
+        history = res.metrics_dataframe
+        curve = [] if history is None else history[["step", "rca", "ls", "train_rca", "loss"]].to_dict("records")
+        (dest / "curve.json").write_text(json.dumps(curve))
+        records.append({"trial": trial_name(t), "generator": t["generator"], "reconstructor": t["reconstructor"],
+                        "deformator": t["deformator"], "K": t["K"], "seed": t["seed"], "iterations": m.get("step"),
+                        "rca": m.get("rca"), "ls": m.get("ls"), "wall_s": m.get("trial_wall_s"),
+                        "directions": str(Path("trials") / trial_name(t) / DIRECTIONS)})
+    records.sort(key=lambda r: r["trial"])
+    if len(records) == len(trials):
+        tmp = out / f".{RESULTS}.tmp"
+        tmp.write_text(json.dumps(records, indent=1))
+        os.replace(tmp, out / RESULTS)
+    else:
+        log(f"directions: {len(trials) - len(records)} of {len(trials)} trials did not finish; "
+            f"rerun with --resume to retry them (finished ones are kept)")
+    return records
