@@ -85,9 +85,10 @@ def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
     gens = {k: json.loads((dirs["generators"] / k / "metrics.json").read_text())
             for k in ("gan", "vae") if (dirs["generators"] / k / "metrics.json").exists()}
     times = json.loads((run_dir / "stage_times.json").read_text()) if (run_dir / "stage_times.json").exists() else {}
-    import ray  # noqa: F401  (version only)
+    from importlib.metadata import version  # the report never imports ray itself
+
     versions = {"python": platform.python_version(), "torch": torch.__version__,
-                "ray": __import__("ray").__version__, "numpy": np.__version__}
+                "ray": version("ray"), "numpy": np.__version__}
     lines = ["## Run summary", "",
              f"- Data: {info.get('data_source', '?')}; {man['counts']['train']} train / "
              f"{man['counts']['test']} test slices from {len(man['patients'])} patients "

@@ -52,7 +52,7 @@ def table1(records: list[dict]) -> tuple[str, dict]:
                          _fmt(s["ls"], s["ls_sd"], s["n"]) + f" ({s['ls'] - p_ls:+.3f})"]
             paper += [f"{p_rca:.4f}", f"{p_ls:.4f}"]
         lines += [ours, paper]
-    return tabulate(lines, headers=header, tablefmt="github", disablenumparse=True), cells
+    return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True), cells
 
 
 def _mean(cells: dict, pred) -> tuple[float, float]:

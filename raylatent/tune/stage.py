@@ -63,12 +63,15 @@ def directions_trainable(config: dict, weights: dict | None = None) -> None:
         with ckpt.as_directory() as cd:
             load_checkpoint(disc, cd)
     t0 = time.time()
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict, _checkpointed: bool) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(disc, tmp)
             save_directions(Path(tmp) / DIRECTIONS, disc.A.matrix(), {**cfg.to_dict(), **t})
-            tune.report({**metrics, "trial_wall_s": time.time() - t0},
+            tune.report({**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
         if config.get("fail_once_at") == metrics["step"] and not ckpt:
             raise RuntimeError(f"injected failure at step {metrics['step']} (test)")
@@ -139,6 +142,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         records.append({"trial": trial_name(t), "generator": t["generator"], "reconstructor": t["reconstructor"],
                         "deformator": t["deformator"], "K": t["K"], "seed": t["seed"], "iterations": m.get("step"),
                         "rca": m.get("rca"), "ls": m.get("ls"), "wall_s": m.get("trial_wall_s"),
+                        "node_id": m.get("node_id"),
                         "directions": str(Path("trials") / trial_name(t) / DIRECTIONS)})
     records.sort(key=lambda r: r["trial"])
     if len(records) == len(trials):

@@ -1,0 +1,79 @@
+"""A small fabricated run directory with known metrics, built without Ray, for report tests."""
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from raylatent.config import GeneratorsConfig, ReportConfig
+from raylatent.data.ingest import image_array
+from raylatent.discovery.export import save_directions
+from raylatent.models import make_generator
+from raylatent.report.tables import COLS, ROWS
+
+
+def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40) -> Path:
+    """metrics(gen, rec, defo, K, seed) -> (rca, ls). K100 stands in for K=100 (smaller, faster)."""
+    root = Path(root)
+    stages = {"data": "data/d", "generators": "generators/g", "directions": "directions/t"}
+    for v in stages.values():
+        (root / v).mkdir(parents=True, exist_ok=True)
+    # shards
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 4)):
+        (root / stages["data"] / split).mkdir(exist_ok=True)
+        imgs = rng.uniform(-1, 1, (n, 32, 32)).astype(np.float32)
+        pq.write_table(pa.table({"image": image_array(imgs), "slice_key": [f"{split}{i}" for i in range(n)]}),
+                       root / stages["data"] / split / "part.parquet")
+    (root / stages["data"] / "manifest.json").write_text(json.dumps({
+        "fingerprint": "x", "counts": {"train": 6, "test": 4}, "patients": {"a": {}, "b": {}},
+        "skipped": [], "settings": {"size": 32}}))
+    # generators
+    cfg = GeneratorsConfig(size=32, gan_width=4, vae_width=4, epochs=2, keep_last=1)
+    for kind in ("gan", "vae"):
+        torch.manual_seed(0)
+        m = make_generator(kind, 32, 4)
+        with torch.no_grad():  # calibrate BN statistics so that images depend on z in eval mode
+            m.train()
+            for mod in m.modules():
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.momentum = None
+            gen = m if kind == "gan" else m.decoder
+            gen(torch.randn(64, 32))
+            if kind == "vae":
+                m.encoder(torch.rand(64, 1, 32, 32) * 2 - 1)
+        d = root / stages["generators"] / kind
+        d.mkdir(exist_ok=True)
+        torch.save({"model": m.state_dict(), "kind": kind, "epoch": 1, "config": json.dumps(asdict(cfg))},
+                   d / "generator.pt")
+        hist = [{"epoch": e, "fid": 10.0 - e, "loss_D": 1.0, "loss_G": 2.0, "loss": 0.5, "recon_mse": 0.1}
+                for e in range(2)]
+        (d / "metrics.json").write_text(json.dumps({"chosen_epoch": 1, "fid": 9.0, "fid_network": "fallback:test",
+                                                    "candidates": [{"epoch": 1, "fid": 9.0}], "history": hist}))
+    # directions
+    metrics = metrics or (lambda g, r, d, k, s: (0.5, 0.5))
+    records = []
+    configs = [(g, r, d, k) for g, r, _ in ROWS for d, k, _ in COLS] + [(g, "lenet", "random", 100) for g in ("gan", "vae")]
+    for g, r, d, k in configs:
+        for s in seeds:
+            name = f"{g}-{r}-{d}-K{k}-s{s}"
+            kk = K100 if k == 100 else k
+            A = torch.randn(32, kk, generator=torch.Generator().manual_seed(s))
+            tdir = root / stages["directions"] / "trials" / name
+            tdir.mkdir(parents=True, exist_ok=True)
+            save_directions(tdir / "directions.npz", A / A.norm(dim=0), {"K": kk})
+            rca, ls = metrics(g, r, d, k, s)
+            (tdir / "curve.json").write_text(json.dumps([{"step": 10, "rca": rca / 2, "ls": ls * 2},
+                                                         {"step": 20, "rca": rca, "ls": ls}]))
+            records.append({"trial": name, "generator": g, "reconstructor": r, "deformator": d, "K": k,
+                            "seed": s, "iterations": 20, "rca": rca, "ls": ls, "wall_s": 1.0,
+                            "directions": f"trials/{name}/directions.npz"})
+    (root / stages["directions"] / "results.json").write_text(json.dumps(records))
+    rep = asdict(ReportConfig(max_chart_rows=16, gif_dirs_per_file=10))
+    (root / "latest.json").write_text(json.dumps({"grid": "fake", "stages": stages, "data_source": "fabricated",
+                                                  "hardware": "test", "report": rep}))
+    (root / "stage_times.json").write_text(json.dumps({"ingest": 1.0, "generators": 2.0, "directions": 3.0}))
+    return root

@@ -1,0 +1,100 @@
+"""Driver killed midway then --resume, and a two-node cluster: separate processes with their own
+Ray, on a copy of a finished reduced run (only the directions stage runs again)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from test_ablate_e2e import REDUCED, _sets
+
+pytestmark = pytest.mark.ray
+
+
+def _env():
+    env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"), PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _copy_run(smoke_run, dest: Path) -> Path:
+    root, _, _ = smoke_run
+    shutil.copytree(root / "run", dest, ignore=shutil.ignore_patterns("directions"))
+    return dest
+
+
+def _trial_dirs(exp: Path):
+    return [p for p in exp.glob("*/") if (p / "progress.csv").exists()]
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_path):
+    run = _copy_run(smoke_run, tmp_path / "run")
+    # lenet trials long enough to kill the driver while some are still running
+    overrides = REDUCED + ["directions.iterations=[{reconstructor: lenet, steps: 400}, {reconstructor: resnet, steps: 6}]",
+                           "directions.eval_every=20"]
+    cmd = [sys.executable, "-m", "raylatent.ablate", "--grid", "smoke", "--out", str(run),
+           "--report-dir", str(tmp_path / "rep"), "--no-dashboard", *_sets(overrides)]
+    env = dict(_env(), TUNE_GLOBAL_CHECKPOINT_S="1")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finished_before = {}
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            exps = list((run / "directions").glob("*/tune"))
+            done = []
+            for exp in exps:
+                for d in _trial_dirs(exp):
+                    res = (d / "result.json").read_text().strip().splitlines() if (d / "result.json").exists() else []
+                    if res and json.loads(res[-1]).get("done"):
+                        done.append(d)
+            if len(done) >= 2:
+                finished_before = {d.name: (d / "progress.csv").stat().st_mtime_ns for d in done}
+                break
+            time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
+        proc.wait()
+    assert finished_before, "no trial finished within the time limit"
+    time.sleep(3)
+    r = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True, timeout=600,
+                       start_new_session=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "restoring the interrupted experiment" in r.stdout
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert len(results) == 14
+    exp = next((run / "directions").glob("*/tune"))
+    for name, mtime in finished_before.items():
+        assert (exp / name / "progress.csv").stat().st_mtime_ns == mtime, f"{name} was rerun"
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes(smoke_run, tmp_path):
+    run = _copy_run(smoke_run, tmp_path / "run")
+    overrides = REDUCED + ["directions.reconstructors=[lenet]", "directions.cpus_per_trial=1"]
+    script = textwrap.dedent(f"""
+        import sys
+        from ray.cluster_utils import Cluster
+        from raylatent.ablate import main
+        c = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
+        c.add_node(num_cpus=1, resources={{"node_b": 1}})
+        c.wait_for_nodes()
+        try:
+            rc = main(["--grid", "smoke", "--out", {str(run)!r}, "--report-dir", {str(tmp_path / 'rep')!r},
+                       "--address", c.address, *{_sets(overrides)!r}])
+        finally:
+            import ray
+            ray.shutdown()
+            c.shutdown()
+        sys.exit(rc)
+    """)
+    r = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True,
+                       timeout=600, start_new_session=True)
+    assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-1500:])
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert len(results) == 8
+    assert len({x["node_id"] for x in results}) == 2  # trials landed on both nodes

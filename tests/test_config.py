@@ -1,0 +1,68 @@
+"""Grids: loading, overrides and one-line errors; cluster.yaml against Ray's own schema."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raylatent.ablate import main as ablate_main
+from raylatent.config import ConfigError, load_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_full_grid_is_the_papers_study():
+    g = load_grid("full")
+    trials = [t for t in g.directions.trials() if t["deformator"] != "random"]
+    assert len(trials) == 12
+    steps = {(t["generator"], t["reconstructor"], t["deformator"], t["K"]): t["steps"] for t in trials}
+    assert steps[("gan", "lenet", "unit", 32)] == 25000 and steps[("vae", "resnet", "ortho", 32)] == 3000
+    assert steps[("vae", "lenet", "unit", 100)] == 75000 and steps[("vae", "resnet", "unit", 100)] == 4000
+    assert steps[("gan", "lenet", "unit", 100)] == 250000 and steps[("gan", "resnet", "unit", 100)] == 10000
+    d = g.directions
+    assert (d.batch, d.gamma, d.lr, d.shift_scale, d.min_shift) == (128, 0.25, 1e-4, 6.0, 0.5)
+    assert (g.generators.size, g.generators.gan_width, g.generators.epochs, g.generators.keep_last) == (128, 128, 50, 5)
+    assert g.generators.latent_dim == 32
+
+
+def test_seeds_axis_and_overrides():
+    g = load_grid("smoke", ["directions.seeds=[0,1,2]", "generators.epochs=4", "data.size=64"])
+    assert len(g.directions.trials()) == 3 * 14
+    assert g.generators.epochs == 4 and g.generators.size == 64  # generators follow data.size
+
+
+@pytest.mark.parametrize("text,override,msg", [
+    ("data: {size: [32\n", [], "not valid YAML"),
+    ("directions: {batchsize: 32}\n", [], "directions.batchsize: unknown key"),
+    ("generators: {epochs: many}\n", [], "generators.epochs: expected a number"),
+    ("data: {}\n", ["directions.reconstructors=[vgg]"], "directions.reconstructors"),
+    ("data: {}\n", ["data.path=/no/such/dir"], "data.path /no/such/dir: no such folder"),
+    ("nonsense: 1\n", [], "unknown section 'nonsense'"),
+    ("generators: {epochs: 2, keep_last: 5}\n", [], "keep_last"),
+])
+def test_bad_grids_give_one_line_errors(tmp_path, capsys, text, override, msg):
+    p = tmp_path / "g.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=msg.replace("[", r"\[").replace("(", r"\(")):
+        load_grid(str(p), override)
+    args = ["--grid", str(p), "--dry-run"] + [a for o in override for a in ("--set", o)]
+    assert ablate_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("raylatent.ablate: error:")
+
+
+def test_unknown_grid_name_lists_the_known_ones(capsys):
+    assert ablate_main(["--grid", "smok"]) == 2
+    assert "known: full, smoke" in capsys.readouterr().err
+
+
+def test_cluster_yaml_validates_with_rays_schema():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(cfg))
+    assert cfg["provider"]["type"] != "local" and cfg["available_node_types"]["gpu_worker"]["max_workers"] >= 1
+    starts = " ".join(cfg["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in starts  # the dashboard is reached by port-forwarding only
+    bad = dict(cfg, head_node_type="nope")
+    with pytest.raises(Exception):
+        validate_config(prepare_config(bad))
