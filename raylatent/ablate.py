@@ -114,8 +114,10 @@ def run_all(plan: Plan, args) -> int:
 
     grid = plan.grid
     if not ray.is_initialized():
+        # worker output reaches the driver (per-epoch lines from the Train controller), Ray's
+        # own INFO chatter does not
         ctx = ray.init(address=args.address, include_dashboard=not args.no_dashboard,
-                       log_to_driver=False, configure_logging=True, logging_level="WARNING")
+                       logging_config=ray.LoggingConfig(encoding="TEXT", log_level="WARNING"))
     else:
         ctx = None
     monitoring_banner(ctx, plan)

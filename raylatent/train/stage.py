@@ -35,8 +35,8 @@ def pick_best(candidates: list[tuple[object, dict]]) -> tuple[object, dict]:
     return min(candidates, key=lambda cm: (cm[1]["fid"], -cm[1]["epoch"]))
 
 
-def _progress_callback(kind: str, epochs: int, log):
-    """Prints one line per epoch on the driver (worker output is not forwarded)."""
+def _progress_callback(kind: str, epochs: int):
+    """One line per epoch, printed by the Train controller (forwarded to the driver's console)."""
     from ray.train import UserCallback
 
     class EpochLine(UserCallback):
@@ -45,7 +45,7 @@ def _progress_callback(kind: str, epochs: int, log):
             if "fid" in m:
                 extra = (f"loss_D {m['loss_D']:.3f} loss_G {m['loss_G']:.3f}" if kind == "gan"
                          else f"recon_mse {m.get('test_recon_mse', float('nan')):.4f}")
-                log(f"  {kind} epoch {m['epoch'] + 1}/{epochs}: FID {m['fid']:.2f}, {extra}, "
+                print(f"  {kind} epoch {m['epoch'] + 1}/{epochs}: FID {m['fid']:.2f}, {extra}, "
                     f"{m['epoch_s']:.1f} s")
 
     return EpochLine()
@@ -76,7 +76,7 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
         run_config=RunConfig(name=f"train-{kind}", storage_path=str((out / "ray_train").resolve()),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last),
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             callbacks=[_progress_callback(kind, cfg.epochs, log)]),
+                             callbacks=[_progress_callback(kind, cfg.epochs)]),
         datasets={"train": read_dataset(shards, "train", columns=["image"])},
     )
     result = trainer.fit()

@@ -1,0 +1,110 @@
+"""Direction labels, factor recovery and closed-form baselines on generators with known factors."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from raylatent.data.dicom import hu_to_model
+from raylatent.data.phantom import PatientFactors, render_slice
+from raylatent.discovery.baselines import first_layer_of, ganspace, sefa
+from raylatent.interpret.attributes import measure_batch
+from raylatent.interpret.labels import factor_recovery, score_directions
+from raylatent.interpret.zposition import ZRegressor
+from raylatent.models import DCGANGenerator
+
+
+class PhantomGenerator(nn.Module):
+    """z[0] rotates the phantom, z[1] widens it, z[2] moves it down; other dims: nothing, or
+    (entangled=True) every dim moves everything a little."""
+
+    def __init__(self, latent_dim=6, size=64, entangled=False):
+        super().__init__()
+        self.latent_dim, self.size, self.entangled = latent_dim, size, entangled
+        self.p = nn.Parameter(torch.zeros(1))
+
+    def forward(self, z):
+        out = []
+        for v in z.tolist():
+            if self.entangled:
+                s = sum(v) / len(v)
+                f = PatientFactors(rotation=4 * s, width=1 + 0.05 * s, y=8 * s, thickness=15 + 3 * s)
+            else:
+                f = PatientFactors(rotation=4 * v[0], width=1 + 0.04 * v[1], y=8 * v[2])
+            out.append(hu_to_model(render_slice(f, 0.4, 128, seed=0, noise_hu=0), self.size))
+        return torch.tensor(np.stack(out))[:, None]
+
+
+def test_known_axes_get_their_labels():
+    G = PhantomGenerator()
+    scores = score_directions(G, torch.eye(6)[:, :4], n_latents=3, shift=2.0)
+    assert [s["label"] for s in scores] == ["rotation", "width", "y", "none"]
+    assert scores[0]["rho"]["rotation"] > 0.9 and scores[0]["purity"] >= 0.4
+    rec = factor_recovery(scores)
+    assert rec["rotation"]["found"] and rec["rotation"]["direction"] == 0
+    assert not rec["breast"]["found"]
+
+
+def test_a_random_direction_in_an_entangled_generator_scores_low_purity():
+    G = PhantomGenerator(entangled=True)
+    A = torch.nn.functional.normalize(torch.randn(6, 1, generator=torch.Generator().manual_seed(0)), dim=0)
+    (s,) = score_directions(G, A, n_latents=3, shift=2.0)
+    assert s["purity"] < 0.5 and s["label"] in ("entangled", "none")
+
+
+def test_sefa_returns_the_top_eigenvectors_of_a_known_spectrum():
+    d = 8
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(1)))
+    spectrum = torch.tensor([9.0, 7, 5, 3, 1, 0.5, 0.2, 0.1])
+    W = torch.randn(32, d, generator=torch.Generator().manual_seed(2))
+    U, _, _ = torch.linalg.svd(W, full_matrices=False)  # 32 x d orthonormal
+    W = U @ torch.diag(spectrum.sqrt()) @ Q.T            # W^T W = Q diag(spectrum) Q^T
+    V = sefa(W, 3)
+    for i in range(3):
+        assert abs(float(V[:, i] @ Q[:, i])) > 0.999
+
+
+def test_sefa_and_ganspace_on_the_dcgan_first_layer():
+    G = DCGANGenerator(16, 32, 4)
+    with torch.no_grad():  # a first layer with a clear spectrum (random init has none)
+        W = G.first_linear.detach()
+        U, _, Vh = torch.linalg.svd(W, full_matrices=False)
+        W = U @ torch.diag(torch.linspace(4, 0.5, 16)) @ Vh
+        G.net[0].weight.copy_(W.T.reshape(G.net[0].weight.shape))
+    V = sefa(G.first_linear, 5)
+    assert V.shape == (16, 5)
+    torch.testing.assert_close(V.T @ V, torch.eye(5), atol=1e-4, rtol=0)
+    P = ganspace(first_layer_of(G), 16, 5, n=512)
+    assert P.shape == (16, 5) and torch.allclose(P.norm(dim=0), torch.ones(5), atol=1e-5)
+    # for a linear first layer, GANSpace's first component spans SeFa's first direction
+    assert abs(float(P[:, 0] @ V[:, 0])) > 0.9
+
+
+def test_attributes_track_phantom_factors_across_a_cohort():
+    rng = np.random.default_rng(0)
+    rows, imgs = [], []
+    for i in range(24):
+        f = PatientFactors(width=rng.uniform(0.85, 1.15), rotation=rng.uniform(-12, 12), y=rng.uniform(-30, 30),
+                           thickness=rng.uniform(6, 32), height=rng.uniform(0.85, 1.15))
+        rows.append(f)
+        imgs.append(render_slice(f, 0.4, 128, seed=i))
+    m = measure_batch(np.stack(imgs))
+    from scipy.stats import spearmanr
+
+    for attr, fac in (("width", "width"), ("rotation", "rotation"), ("y", "y"), ("thickness", "thickness"),
+                      ("height", "height")):
+        rho = spearmanr(m[attr], [getattr(r, fac) for r in rows]).statistic
+        assert rho >= 0.9, (attr, rho)
+
+
+def test_z_regressor_learns_slice_position():
+    fr = np.linspace(0, 1, 21)
+
+    def cohort(widths, seed):
+        return np.stack([hu_to_model(render_slice(PatientFactors(width=w, y=10 * (w - 1)), z, 64,
+                                                  seed=seed + int(z * 100)), 32) for w in widths for z in fr])
+
+    train = cohort((0.88, 0.94, 1.0, 1.06, 1.12), 0)
+    reg = ZRegressor.fit(train, np.tile(fr, 5), k=3)
+    from scipy.stats import spearmanr
+
+    assert spearmanr(reg.predict(cohort((0.97,), 7)), fr).statistic > 0.9
