@@ -131,7 +131,8 @@ def run_all(plan: Plan, args) -> int:
         run_generators(shards, grid.generators, plan.generators)
     times["generators"] = t.s
     with _stage(f"directions (Ray Tune, {len(grid.directions.trials())} trials)") as t:
-        records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume)
+        records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume,
+                                 shards=str(shards))
     times["directions"] = t.s
     if not (plan.directions / RESULTS).exists():
         return 1

@@ -153,6 +153,7 @@ class DirectionsConfig:
     gpus_per_trial: float = 0.0
     max_failures: int = 1
     random_baseline: bool = True   # a `random` trial per generator (paper Figs 9-10)
+    baselines: bool = True         # closed-form SeFa and GANSpace directions, scored alike
 
     def __post_init__(self) -> None:
         for name, allowed in (("generators", {"gan", "vae"}), ("reconstructors", {"lenet", "resnet"})):

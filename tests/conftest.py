@@ -20,3 +20,11 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, ray_session):
+    """The smoke grid, reduced, run once per test session: (root, args, seconds)."""
+    from ablate_helpers import run_reduced_smoke
+
+    return run_reduced_smoke(tmp_path_factory)

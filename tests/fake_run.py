@@ -66,11 +66,19 @@ def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40) -> Path:
             tdir.mkdir(parents=True, exist_ok=True)
             save_directions(tdir / "directions.npz", A / A.norm(dim=0), {"K": kk})
             rca, ls = metrics(g, r, d, k, s)
+            from raylatent.interpret.labels import SEMANTIC
+
+            found = {a: {"direction": i % kk, "rho": 0.9 if (a == "rotation" and d == "unit") else 0.3,
+                         "purity": 0.7, "found": a == "rotation" and d == "unit"} for i, a in enumerate(SEMANTIC)}
+            labs = ["rotation" if (i == 3 and d == "unit") else "none" for i in range(kk)]
+            (tdir / "labels.json").write_text(json.dumps({"directions": [{"label": x} for x in labs],
+                                                          "factors": found}))
             (tdir / "curve.json").write_text(json.dumps([{"step": 10, "rca": rca / 2, "ls": ls * 2},
                                                          {"step": 20, "rca": rca, "ls": ls}]))
             records.append({"trial": name, "generator": g, "reconstructor": r, "deformator": d, "K": k,
                             "seed": s, "iterations": 20, "rca": rca, "ls": ls, "wall_s": 1.0,
-                            "directions": f"trials/{name}/directions.npz"})
+                            "directions": f"trials/{name}/directions.npz", "labels": labs, "factors": found,
+                            "factors_found": sum(v["found"] for v in found.values())})
     (root / stages["directions"] / "results.json").write_text(json.dumps(records))
     rep = asdict(ReportConfig(max_chart_rows=16, gif_dirs_per_file=10))
     (root / "latest.json").write_text(json.dumps({"grid": "fake", "stages": stages, "data_source": "fabricated",

@@ -82,3 +82,12 @@ def test_report_is_deterministic(tmp_path, reports):
     for p in (reports["good"].parent / "assets").iterdir():
         if p.suffix == ".png" and not p.name.startswith(("curve", "fid", "losses")):
             assert (again.parent / "assets" / p.name).read_bytes() == p.read_bytes(), p.name
+
+
+def test_directions_found_table_and_labelled_chart_rows(reports):
+    text = reports["good"].read_text()
+    assert "## Directions found" in text
+    row = next(x for x in text.splitlines() if x.startswith("| gan-lenet-unit-K32-s0 "))
+    assert "0.90 / 0.70 ✓" in row and row.rstrip("| ").endswith("1")
+    row = next(x for x in text.splitlines() if x.startswith("| gan-lenet-ortho-K32-s0 "))
+    assert "✓" not in row

@@ -50,6 +50,12 @@ def test_both_finish_with_one_fid_per_epoch_and_best_of_last_n(trained):
         assert G(torch.randn(2, 32)).shape[-2:] == (32, 32)
 
 
+def test_tensorboard_events_per_generator(trained):
+    out, _ = trained
+    for kind in ("gan", "vae"):
+        assert list((out / "tensorboard" / kind).glob("events.out.tfevents.*"))
+
+
 def test_ddp_ranks_hold_identical_weights(trained):
     _, summaries = trained
     for kind in ("gan", "vae"):

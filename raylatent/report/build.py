@@ -71,6 +71,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
         md.append(f"- {mark} {text} ({ev})")
     md.append("")
     models = _load_models(dirs["generators"])
+    md += _directions_found(records)
     md += _direction_charts(records, dirs["directions"], models, cfg, assets)
     md += _random_vs_discovered(records, dirs["directions"], models, cfg, assets)
     md += _z_figure(records, dirs["directions"], models, cfg, assets)
@@ -111,6 +112,34 @@ def _chart(G, A: np.ndarray, dirs: list[int], shifts, seed: int, cfg: ReportConf
     return F.window(imgs, w["center"], w["width"])
 
 
+def _labels(ddir: Path, r: dict) -> dict | None:
+    p = ddir / Path(r["directions"]).parent / "labels.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _directions_found(records) -> list[str]:
+    from tabulate import tabulate
+
+    from raylatent.interpret.labels import SEMANTIC
+
+    rows = []
+    for r in records:
+        f = r.get("factors")
+        if not f:
+            continue
+        cells = [f"{f[a]['rho']:.2f} / {f[a]['purity']:.2f}{' ✓' if f[a]['found'] else ''}" for a in SEMANTIC]
+        rows.append([r["trial"], *cells, r.get("factors_found", 0)])
+    if not rows:
+        return []
+    return ["## Directions found", "",
+            "For each semantic factor, the best-matching direction of each configuration: |Spearman ρ| "
+            "between the shift and the measured attribute / purity (its share of all attribute "
+            "effects); ✓ = found (|ρ| ≥ 0.6 and purity ≥ 0.4). `random`, `sefa` and `ganspace` rows "
+            "are the baselines.", "",
+            tabulate(rows, headers=["configuration", *SEMANTIC, "found"], tablefmt="github",
+                     disable_numparse=True), ""]
+
+
 def _direction_charts(records, ddir: Path, models, cfg: ReportConfig, assets: Path) -> list[str]:
     md = ["## Discovered directions (paper Figs 2-7)", "",
           f"One row per direction; the original in the centre, shifts {list(cfg.shifts)} left to right; "
@@ -121,12 +150,16 @@ def _direction_charts(records, ddir: Path, models, cfg: ReportConfig, assets: Pa
             continue
         A, _ = load_directions(ddir / r["directions"])
         G = _G(models, r["generator"])
-        md.append(f"### {r['trial']} (RCA {r['rca']:.3f}, Ls {r['ls']:.3f})")
+        scores = "" if r["rca"] is None else f" (RCA {r['rca']:.3f}, Ls {r['ls']:.3f})"
+        md.append(f"### {r['trial']}{scores}")
+        lab = _labels(ddir, r)
+        names = [x["label"] for x in lab["directions"]] if lab else None
         K = A.shape[1]
         for page, start in enumerate(range(0, K, cfg.max_chart_rows)):
             ids = list(range(start, min(K, start + cfg.max_chart_rows)))
             name = f"chart-{r['trial']}-p{page + 1}.png"
-            F.grid_png(_chart(G, A, ids, cfg.shifts, 0, cfg), assets / name, [f"dir {i}" for i in ids])
+            F.grid_png(_chart(G, A, ids, cfg.shifts, 0, cfg), assets / name,
+                       [f"{i}: {names[i]}" if names else f"dir {i}" for i in ids])
             md.append(f"![{r['trial']} directions {ids[0]}-{ids[-1]}](assets/{name})")
         links = []
         for start in range(0, K, cfg.gif_dirs_per_file):
@@ -190,13 +223,17 @@ def _z_figure(records, ddir, models, cfg, assets) -> list[str]:
     r = sorted(cands, key=lambda r: (r["generator"] != "vae", -r["K"], r["reconstructor"] != "lenet"))[0]
     A, _ = load_directions(ddir / r["directions"])
     G = _G(models, r["generator"])
-    k = _z_direction(G, A, cfg)
+    lab = _labels(ddir, r)
+    if cfg.z_direction < 0 and lab and lab["factors"]["z"]["found"]:
+        k, how = lab["factors"]["z"]["direction"], "the automatic z-position label"
+    else:
+        k = _z_direction(G, A, cfg)
+        how = "configured" if cfg.z_direction >= 0 else "no z label: largest consistent lung-area change"
     z = _latents(24, A.shape[0], 8)
     imgs = traversal(G, A, z, cfg.shifts, [k])[0, :, :, 0]  # S x N x H x W
     w = cfg.windows[0]
     name = "z-position.png"
     F.grid_png(F.window(imgs.permute(1, 0, 2, 3), w["center"], w["width"]), assets / name)
-    how = "configured" if cfg.z_direction >= 0 else "chosen automatically: largest consistent lung-area change"
     return md + [f"{r['trial']}, direction {k} ({how}).", "", f"![z-position](assets/{name})", ""]
 
 

@@ -90,6 +90,11 @@ def train_loop(config: dict) -> None:
             test = load_split(config["shards"], "train", limit=cfg.fid_samples)
         test_images = test.images[: cfg.fid_samples]
         feats_test = statistics(features_of(extractor, test_images))
+    writer = None
+    if rank == 0 and config.get("tb_dir"):  # Ray Train writes no TensorBoard logs of its own
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(config["tb_dir"])
     shard = ray.train.get_dataset_shard("train")
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
@@ -136,6 +141,11 @@ def train_loop(config: dict) -> None:
                     metrics["test_recon_mse"] = float(((recon.cpu() - test_images) ** 2).mean())
                     _unwrap(model).train()
             history.append(metrics)
+            if writer is not None:
+                for k, v in metrics.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        writer.add_scalar(f"{kind}/{k}", v, epoch)
+                writer.flush()
             with tempfile.TemporaryDirectory() as tmp:
                 state = {"model": _unwrap(model).state_dict(), "opt": opt.state_dict(), "epoch": epoch,
                          "kind": kind, "config": json.dumps(asdict(cfg))}

@@ -25,6 +25,7 @@ from raylatent.discovery.runner import CKPT, load_checkpoint, run, save_checkpoi
 from raylatent.discovery.step import Discovery, DiscoveryConfig
 
 EXPERIMENT = "tune"
+LABELS = "labels.json"
 RESULTS = "results.json"
 DIRECTIONS = "directions.npz"
 
@@ -71,6 +72,9 @@ def directions_trainable(config: dict, weights: dict | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(disc, tmp)
             save_directions(Path(tmp) / DIRECTIONS, disc.A.matrix(), {**cfg.to_dict(), **t})
+            if metrics["step"] >= t["steps"]:  # final: say what each direction does
+                (Path(tmp) / LABELS).write_text(json.dumps(
+                    label_directions(G, disc.A.matrix().detach().cpu(), config.get("shards"))))
             tune.report({**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
         if config.get("fail_once_at") == metrics["step"] and not ckpt:
@@ -80,6 +84,55 @@ def directions_trainable(config: dict, weights: dict | None = None) -> None:
     if t["steps"] == 0 or disc.step_count >= t["steps"]:
         return
     run(disc, t["steps"], eval_every=eval_every, eval_n=d.eval_n, on_report=report)
+
+
+def _z_regressor(shards: str | None):
+    from raylatent.data.shards import load_split
+    from raylatent.interpret.zposition import ZRegressor
+
+    if not shards:
+        return None
+    tr = load_split(shards, "train", limit=3000)
+    return ZRegressor.fit(tr.images[:, 0].numpy(), tr.columns["slice_frac"]) if len(tr) else None
+
+
+def label_directions(G, A: torch.Tensor, shards: str | None) -> dict:
+    """Scores, labels and factor recovery for every column of A (see interpret.labels)."""
+    from raylatent.interpret.labels import factor_recovery, score_directions
+
+    G = G.cpu().float()
+    scores = score_directions(G, A, zreg=_z_regressor(shards))
+    return {"directions": scores, "factors": factor_recovery(scores)}
+
+
+def baseline_records(weights: dict, gcfg: dict, K: int, shards: str | None, out: Path) -> list[dict]:
+    """SeFa and GANSpace directions of each generator, scored like the learned ones."""
+    from raylatent.discovery.baselines import first_layer_of, ganspace, sefa
+
+    records = []
+    for kind, state in weights.items():
+        G = _generator_from_state(kind, state, gcfg).eval()
+        d = G.latent_dim
+        for name, A in (("sefa", sefa(G.first_linear.detach(), min(K, d))),
+                        ("ganspace", ganspace(first_layer_of(G), d, min(K, d)))):
+            trial = f"{kind}-none-{name}-K{A.shape[1]}-s0"
+            dest = out / "trials" / trial
+            dest.mkdir(parents=True, exist_ok=True)
+            save_directions(dest / DIRECTIONS, A, {"baseline": name, "generator": kind})
+            labels = label_directions(G, A, shards)
+            (dest / LABELS).write_text(json.dumps(labels))
+            records.append({"trial": trial, "generator": kind, "reconstructor": "none", "deformator": name,
+                            "K": A.shape[1], "seed": 0, "iterations": 0, "rca": None, "ls": None, "wall_s": 0.0,
+                            "directions": str(Path("trials") / trial / DIRECTIONS),
+                            **_label_summary(labels)})
+    return records
+
+
+def _label_summary(labels: dict) -> dict:
+    return {"labels": [r["label"] for r in labels["directions"]],
+            "factors": {k: {"direction": v["direction"], "rho": round(v["rho"], 3), "purity": round(v["purity"], 3),
+                            "found": v["found"]} for k, v in labels["factors"].items()},
+            "factors_found": sum(v["found"] for v in labels["factors"].values())}
 
 
 def _weights(generators_dir: Path, kinds) -> tuple[dict, dict]:
@@ -94,7 +147,8 @@ def _weights(generators_dir: Path, kinds) -> tuple[dict, dict]:
 
 
 def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: str | os.PathLike,
-                   resume: bool = True, fail_once_at: int | None = None, log=print) -> list[dict]:
+                   resume: bool = True, fail_once_at: int | None = None, shards: str | None = None,
+                   log=print) -> list[dict]:
     """Run (or restore) the Tune experiment under out/; write out/results.json."""
     from ray import tune
 
@@ -116,7 +170,8 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(trials), "directions": json.loads(json.dumps(asdict(d))),
-                         "generators": gcfg, "fail_once_at": fail_once_at},
+                         "generators": gcfg, "fail_once_at": fail_once_at,
+                         "shards": str(Path(shards).resolve()) if shards else None},
             tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
                                         trial_dirname_creator=lambda tr: trial_name(tr.config["trial"]),
                                         trial_name_creator=lambda tr: trial_name(tr.config["trial"])),
@@ -136,6 +191,9 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         with res.checkpoint.as_directory() as cd:
             shutil.copy(Path(cd) / DIRECTIONS, dest / DIRECTIONS)
             shutil.copy(Path(cd) / CKPT, dest / CKPT)
+            labels = json.loads((Path(cd) / LABELS).read_text()) if (Path(cd) / LABELS).exists() else None
+        if labels:
+            (dest / LABELS).write_text(json.dumps(labels))
         history = res.metrics_dataframe
         curve = [] if history is None else history[["step", "rca", "ls", "train_rca", "loss"]].to_dict("records")
         (dest / "curve.json").write_text(json.dumps(curve))
@@ -143,9 +201,13 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
                         "deformator": t["deformator"], "K": t["K"], "seed": t["seed"], "iterations": m.get("step"),
                         "rca": m.get("rca"), "ls": m.get("ls"), "wall_s": m.get("trial_wall_s"),
                         "node_id": m.get("node_id"),
-                        "directions": str(Path("trials") / trial_name(t) / DIRECTIONS)})
+                        "directions": str(Path("trials") / trial_name(t) / DIRECTIONS),
+                        **(_label_summary(labels) if labels else {})})
+    if d.baselines and len(records) == len(trials):
+        log("directions: scoring the closed-form baselines (SeFa, GANSpace)")
+        records += baseline_records(weights, gcfg, max(x["K"] for x in d.deformators), shards, out)
     records.sort(key=lambda r: r["trial"])
-    if len(records) == len(trials):
+    if len([r for r in records if r["reconstructor"] != "none"]) == len(trials):
         tmp = out / f".{RESULTS}.tmp"
         tmp.write_text(json.dumps(records, indent=1))
         os.replace(tmp, out / RESULTS)

@@ -1,0 +1,27 @@
+"""Shared settings of the end-to-end ablation tests."""
+import time
+
+from raylatent.ablate import main as ablate_main
+
+REDUCED = [
+    "data.patients=6", "data.slices=10", "data.matrix=64", "data.size=32", "data.test_frac=0.2",
+    "generators.epochs=2", "generators.keep_last=1", "generators.gan_width=8", "generators.vae_width=4",
+    "generators.batch_size=8", "generators.fid_samples=32", "generators.fid_network=fallback",
+    "directions.iterations=[{reconstructor: lenet, steps: 30}, {reconstructor: resnet, steps: 6}]",
+    "directions.batch=8", "directions.eval_every=10", "directions.eval_n=32", "directions.cpus_per_trial=0.5",
+    "directions.recon_width=0.5",
+]
+
+
+def _sets(overrides):
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def run_reduced_smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablate")
+    args = ["--grid", "smoke", "--out", str(root / "run"), "--report-dir", str(root / "report"), *_sets(REDUCED)]
+    t = time.time()
+    assert ablate_main(args) == 0
+    return root, args, time.time() - t
+
+
