@@ -36,7 +36,7 @@ def _trial_dirs(exp: Path):
 def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_path):
     run = _copy_run(smoke_run, tmp_path / "run")
     # lenet trials long enough to kill the driver while some are still running
-    overrides = REDUCED + ["directions.iterations=[{reconstructor: lenet, steps: 400}, {reconstructor: resnet, steps: 6}]",
+    overrides = REDUCED + ["directions.iterations=[{reconstructor: lenet, steps: 250}, {reconstructor: resnet, steps: 6}]",
                            "directions.eval_every=20"]
     cmd = [sys.executable, "-m", "raylatent.ablate", "--grid", "smoke", "--out", str(run),
            "--report-dir", str(tmp_path / "rep"), "--no-dashboard", *_sets(overrides)]
