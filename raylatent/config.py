@@ -98,6 +98,9 @@ class GeneratorsConfig:
             raise ConfigError(f"generators.keep_last {self.keep_last}: must be in 1..epochs ({self.epochs})")
         if self.fid_network not in ("inception", "fallback"):
             raise ConfigError(f"generators.fid_network {self.fid_network!r}: inception or fallback")
+        if self.fid_weights and not Path(self.fid_weights).expanduser().is_file():
+            raise ConfigError(f"generators.fid_weights {self.fid_weights}: no such file (give the "
+                              f"pt_inception-2015-12-05 weights of pytorch-fid, or leave it empty)")
         if self.num_workers < 1:
             raise ConfigError("generators.num_workers: at least 1")
 

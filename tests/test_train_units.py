@@ -61,6 +61,16 @@ def test_fid_ranks_and_names_its_network():
     assert fid(ex, stats, close) < fid(ex, stats, far)
 
 
+def test_fid_network_choice_is_explicit(tmp_path):
+    from raylatent.metrics.fid import FALLBACK_NAME
+
+    assert feature_extractor("fallback").name == FALLBACK_NAME
+    # no cached Inception weights on this machine: the fallback, and it says so
+    assert feature_extractor("inception").name in (FALLBACK_NAME, "inception-v3 (pytorch-fid, pool3 2048)")
+    with pytest.raises(ConfigError, match="fid_weights"):
+        GeneratorsConfig(fid_weights=str(tmp_path / "missing.pth"))
+
+
 def test_pick_best_is_min_fid_of_the_kept():
     cands = [("a", {"epoch": 3, "fid": 10.0}), ("b", {"epoch": 4, "fid": 7.5}), ("c", {"epoch": 5, "fid": 9.0})]
     assert pick_best(cands)[0] == "b"

@@ -1,7 +1,8 @@
 """Fréchet distance between image sets, with the feature network named in every result.
 
 The standard FID network (pytorch-fid's Inception, as the paper used) is used when the
-`pytorch-fid` package and its weights file can be loaded (`weights` path, or the torch hub cache);
+`pytorch-fid` package (extra `fid`) and its weights file can be loaded (`weights` path, or the
+torch hub cache, where pytorch-fid itself stores them); nothing is downloaded here;
 otherwise a clearly named fallback, a fixed seeded random-conv feature extractor. Its values
 are not comparable with published FIDs (the paper's 33.4 / 93.9), but rank checkpoints
 consistently; the name travels with every FID into the metrics and the report. Never a silent
@@ -72,13 +73,31 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, weights: str | None = None):
         super().__init__()
-        from pytorch_fid.inception import InceptionV3  # optional dependency
+        import tempfile
 
+        from pytorch_fid import inception as pfi  # optional dependency: pip install ".[fid]"
+
+        fname = os.path.basename(pfi.FID_WEIGHTS_URL)
         if weights:
-            if not Path(weights).exists():
+            if not Path(weights).is_file():
                 raise FileNotFoundError(f"FID weights {weights}: no such file")
-            os.environ.setdefault("TORCH_HOME", str(Path(weights).parent))
-        self.net = InceptionV3([3], resize_input=True, normalize_input=True).eval()
+            src = Path(weights).resolve()
+        else:
+            src = Path(torch.hub.get_dir()) / "checkpoints" / fname
+            if not src.is_file():  # never download here: offline nodes would hang, not fail
+                raise FileNotFoundError(f"{src}: FID Inception weights not cached")
+        old = torch.hub.get_dir()
+        with tempfile.TemporaryDirectory() as hub:
+            (Path(hub) / "checkpoints").mkdir()
+            (Path(hub) / "checkpoints" / fname).symlink_to(src)
+            torch.hub.set_dir(hub)
+            try:
+                self.net = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
+                                           normalize_input=True).eval()
+            finally:
+                torch.hub.set_dir(old)
+        for p in self.parameters():
+            p.requires_grad_(False)
 
     @torch.no_grad()
     def forward(self, x):
