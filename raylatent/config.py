@@ -4,10 +4,15 @@ The one place that reads settings from the environment (the pseudonym salt) or f
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 
 class ConfigError(ValueError):
@@ -106,13 +111,6 @@ class GeneratorsConfig:
 
 
 # --------------------------------------------------------------------------- grids (ablate)
-
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import hashlib  # noqa: E402
-
-import yaml  # noqa: E402
-
 GRIDS_DIR = Path(__file__).resolve().parent.parent / "ablations"
 
 

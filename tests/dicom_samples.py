@@ -52,8 +52,11 @@ def build_tree(root: Path, n_patients: int = 4, slices: int = 3) -> dict:
             ds.save_as(sdir / f"{s:04d}.dcm")
             idents.update(str(ds.get(k)) for k in IDENTIFIERS)
     first = root / "TESTPAT-0000" / "study-0" / "series-0"
-    raw = (first / "0000.dcm").read_bytes()
-    (first / "0100.dcm").write_bytes(raw[: len(raw) // 2])  # truncated
+    cut = pydicom.dcmread(first / "0000.dcm")
+    cut.SOPInstanceUID = cut.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    cut.save_as(first / "0100.dcm")
+    raw = (first / "0100.dcm").read_bytes()
+    (first / "0100.dcm").write_bytes(raw[: len(raw) // 2])  # truncated inside its pixel data
     (first / "notes.xml").write_text("<LidcReadMessage/>")  # LIDC annotation files sit beside CT
     mr = pydicom.dcmread(sample("MR2_UNCR.dcm"))
     mr.save_as(first / "0200.dcm")  # non-CT

@@ -122,16 +122,32 @@ def read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
         return _read_ct(source)
 
 
-def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
+@dataclass
+class CTHeader:
+    """What a file promises before its pixels are decoded (identifiers still raw)."""
+
+    patient_id: str
+    series_uid: str
+    sop_uid: str
+    instance_number: int
+    z_mm: list[float]  # one per frame (NaN when unknown)
+
+
+def _open(source, **kw):
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
-        ds = pydicom.dcmread(fp)
+        ds = pydicom.dcmread(fp, **kw)
     except InvalidDicomError:
         raise SkipFile("not DICOM") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise SkipFile(f"truncated or corrupt header ({type(e).__name__})") from None
     if len(ds) == 0:  # pydicom stops quietly at a cut-off element and keeps only file meta
         raise SkipFile("truncated or corrupt (no readable data elements)")
+    return ds
+
+
+def _header(ds) -> CTHeader:
+    """The header-level checks shared by the scan and the full read."""
     modality = str(ds.get("Modality", "") or "")
     if modality != "CT":
         raise SkipFile(f"not CT (modality {modality or 'missing'})")
@@ -139,6 +155,25 @@ def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
         raise SkipFile("no pixel data")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise SkipFile("not a grayscale image (SamplesPerPixel != 1)")
+    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+    if not sop_uid:
+        raise SkipFile("no SOPInstanceUID")
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    return CTHeader(str(ds.get("PatientID", "") or ""), str(ds.get("SeriesInstanceUID", "") or ""),
+                    sop_uid, int(ds.get("InstanceNumber", 0) or 0),
+                    [_rescale_and_z(ds, f, n_frames)[2] for f in range(n_frames)])
+
+
+def scan_header(source: str | os.PathLike | bytes) -> CTHeader:
+    """Header only (pixel data deferred, not decoded): the ingest's cheap planning pass."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _header(_open(source, defer_size="4 KB"))
+
+
+def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
+    ds = _open(source)
+    head = _header(ds)
     try:
         pixels = ds.pixel_array
     except (NotImplementedError, RuntimeError) as e:
@@ -150,17 +185,11 @@ def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
         raise SkipFile(f"pixel data failed to decode ({name})") from None
     except (ValueError, EOFError, OSError, AttributeError, KeyError) as e:
         raise SkipFile(f"truncated pixel data ({type(e).__name__})") from None
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    n_frames = len(head.z_mm)
     if n_frames == 1 and pixels.ndim == 2:
         pixels = pixels[None]
     if pixels.ndim != 3:
         raise SkipFile(f"unexpected pixel array shape {pixels.shape}")
-    patient_id = str(ds.get("PatientID", "") or "")
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
-    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
-    if not sop_uid:
-        raise SkipFile("no SOPInstanceUID")
-    instance = int(ds.get("InstanceNumber", 0) or 0)
     frames = []
     for f in range(pixels.shape[0]):
         stored = pixels[f]
@@ -169,7 +198,7 @@ def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
         mask = _padding_mask(ds, stored)
         if mask is not None:
             hu[mask] = AIR_HU
-        frames.append(CTFrame(hu, patient_id, series_uid, sop_uid, f, z, instance))
+        frames.append(CTFrame(hu, head.patient_id, head.series_uid, head.sop_uid, f, z, head.instance_number))
     return frames
 
 

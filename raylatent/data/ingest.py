@@ -1,12 +1,17 @@
-"""DICOM tree -> Parquet shards, decoded in parallel on Ray Data.
+"""DICOM tree -> Parquet shards, in parallel on Ray Data.
 
-Two passes, so that nothing identifying is ever written and the split is exact:
-1. decode (Ray Data `map_batches`, one task per CPU): every file becomes rows of preprocessed
-   images with *salted* keys, or a skip row with its reason, in a staging folder;
+Three steps, so that nothing identifying is ever written, the split is exact and every image is
+decoded and written once:
+1. scan (Ray Data `map_batches`): headers only, pixel data deferred; each file becomes one row per
+   frame with *salted* keys and its z, or a skip row with its reason;
 2. plan (driver, metadata only): drop duplicate SOP instances, assign patients to splits, order
-   slices by z within their series, join phantom factors; then finalise (Ray Data again) into
-   `OUT/train` and `OUT/test`, write `manifest.json` last. A stage is done iff its manifest
-   carries the same fingerprint (settings + file listing), so reruns are free.
+   slices by z within their series, join phantom factors;
+3. decode (Ray Data, one task per CPU): each planned file is decoded, preprocessed and written to
+   its split (one Hive-partitioned write); a file whose pixels fail leaves its reason for the
+   manifest. Outputs are swapped into `OUT/train` and `OUT/test` and `manifest.json` is written
+   last. A stage is done iff its manifest carries the same fingerprint (settings + file
+   listing), so reruns are free. `slice_frac` is the position among the slices whose headers are
+   readable, so a slice whose pixels fail to decode does not shift its neighbours.
 
 Image column: pyarrow's canonical `arrow.fixed_shape_tensor` extension (float32, [size, size]),
 readable by plain pyarrow as `table["image"].combine_chunks().to_numpy_ndarray()`.
@@ -26,31 +31,30 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from raylatent.config import ConfigError, IngestConfig
-from raylatent.data.dicom import SkipFile, find_files, hu_to_model, read_ct, salted_key
+from raylatent.data.dicom import SkipFile, find_files, hu_to_model, read_ct, salted_key, scan_header
 
-INGEST_VERSION = "ingest-v1"
+INGEST_VERSION = "ingest-v2"
 FACTORS_FILE = "factors.csv"
 SIDECARS = {FACTORS_FILE, "phantom.json"}  # the phantom's own files at the top of --src
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
-PART = "_part"  # Hive partition column of the finalize pass; becomes the train/ and test/ folders
+PART = "_part"  # Hive partition column of the decode pass; becomes the train/ and test/ folders
 
 
-def _staging_schema() -> pa.Schema:
+def _scan_schema() -> pa.Schema:
     return pa.schema([
         ("row_id", pa.string()), ("rel_path", pa.string()), ("ok", pa.bool_()),
         ("reason", pa.string()), ("patient_key", pa.string()), ("series_key", pa.string()),
         ("sop_key", pa.string()), ("frame", pa.int32()), ("z_mm", pa.float64()),
-        ("instance", pa.int32()), ("image", pa.binary()),
+        ("instance", pa.int32()),
     ])
 
 
-def decode_batch(batch: dict, src: str, size: int, salt: str) -> pa.Table:
-    """Ray Data map_batches function: a batch of relative paths -> staging rows."""
-    rows: dict[str, list] = {name: [] for name in _staging_schema().names}
+def scan_batch(batch: dict, src: str, salt: str) -> pa.Table:
+    """Ray Data map_batches function: relative paths -> header rows (one per frame) or skips."""
+    rows: dict[str, list] = {name: [] for name in _scan_schema().names}
 
     def add(**kw):
         for k in rows:
@@ -59,23 +63,21 @@ def decode_batch(batch: dict, src: str, size: int, salt: str) -> pa.Table:
     for rel in batch["path"]:
         rel = str(rel)
         try:
-            frames = read_ct(os.path.join(src, rel))
+            h = scan_header(os.path.join(src, rel))
         except SkipFile as e:
             add(row_id=f"{rel}#-1", rel_path=rel, ok=False, reason=str(e), frame=-1)
             continue
-        except Exception as e:  # a decoder bug must not stop 246k files
+        except Exception as e:  # a reader bug must not stop 246k files
             add(row_id=f"{rel}#-1", rel_path=rel, ok=False, frame=-1,
-                reason=f"unexpected decode error ({type(e).__name__})")
+                reason=f"unexpected header error ({type(e).__name__})")
             continue
-        for fr in frames:
-            pid = fr.patient_id or f"series:{fr.series_uid}"
-            add(row_id=f"{rel}#{fr.frame}", rel_path=rel, ok=True, reason="",
-                patient_key=salted_key(salt, pid),
-                series_key=salted_key(salt, fr.series_uid),
-                sop_key=salted_key(salt, fr.sop_uid), frame=fr.frame,
-                z_mm=None if math.isnan(fr.z_mm) else fr.z_mm, instance=fr.instance_number,
-                image=hu_to_model(fr.hu, size).tobytes())
-    return pa.Table.from_pydict(rows, schema=_staging_schema())
+        pid = h.patient_id or f"series:{h.series_uid}"
+        for f, z in enumerate(h.z_mm):
+            add(row_id=f"{rel}#{f}", rel_path=rel, ok=True, reason="",
+                patient_key=salted_key(salt, pid), series_key=salted_key(salt, h.series_uid),
+                sop_key=salted_key(salt, h.sop_uid), frame=f, z_mm=None if math.isnan(z) else z,
+                instance=h.instance_number)
+    return pa.Table.from_pydict(rows, schema=_scan_schema())
 
 
 def image_array(images: np.ndarray) -> pa.ExtensionArray:
@@ -91,31 +93,37 @@ def output_schema(size: int, factor_names: list[str]) -> pa.Schema:
         ("split", pa.string()), *[(n, pa.float32()) for n in factor_names], (PART, pa.string())])
 
 
-def finalize_batch(batch: pa.Table, plan: dict, size: int, factor_names: list[str]) -> pa.Table:
-    """Ray Data map_batches function: staging rows -> output rows (planned ones only)."""
-    ids = batch.column("row_id").to_pylist()
-    keep = [i for i, r in enumerate(ids) if r in plan]
-    if not keep:  # a block holding only skipped files or duplicates
-        return output_schema(size, factor_names).empty_table()
-    sub = batch.take(pa.array(keep, pa.int64()))
-    plans = [plan[ids[i]] for i in keep]
-    buf = b"".join(sub.column("image").to_pylist())
-    images = np.frombuffer(buf, np.float32).reshape(len(keep), size, size)
-    cols = {
-        "image": image_array(images),
-        "patient_key": sub.column("patient_key"),
-        "series_key": sub.column("series_key"),
-        "slice_key": pa.array([p["slice_key"] for p in plans], pa.string()),
-        "z_mm": sub.column("z_mm"),
-        "slice_index": pa.array([p["slice_index"] for p in plans], pa.int32()),
-        "slice_frac": pa.array([p["slice_frac"] for p in plans], pa.float32()),
-        "split": pa.array([p["split"] for p in plans], pa.string()),
-    }
-    cols[PART] = cols["split"]
-    for name in factor_names:
-        cols[name] = pa.array([p["factors"].get(name, np.nan) for p in plans], pa.float32())
-    cols[PART] = cols.pop(PART)  # last, as in the schema
-    return pa.table(cols, schema=output_schema(size, factor_names))
+def decode_batch(batch: dict, src: str, size: int, factor_names: list[str], failures: str) -> pa.Table:
+    """Ray Data map_batches function: planned files -> output rows of both splits.
+
+    A file whose pixels cannot be decoded writes its reason to `failures/` (the manifest's
+    `skipped`), so the output schema stays free of paths and reasons."""
+    cols: dict[str, list] = defaultdict(list)
+    images = []
+    for rel, plan_json in zip(batch["path"], batch["plan"]):
+        rel, plans = str(rel), json.loads(str(plan_json))
+        try:
+            frames = {fr.frame: fr for fr in read_ct(os.path.join(src, rel))}
+        except Exception as e:
+            reason = str(e) if isinstance(e, SkipFile) else f"unexpected decode error ({type(e).__name__})"
+            name = hashlib.sha256(rel.encode()).hexdigest()[:24]
+            Path(failures, f"{name}.json").write_text(json.dumps({"path": rel, "reason": reason}))
+            continue
+        for p in plans:
+            fr = frames.get(p["frame"])
+            if fr is None:
+                continue
+            images.append(hu_to_model(fr.hu, size))
+            for k in ("patient_key", "series_key", "slice_key", "z_mm", "slice_index", "slice_frac", "split"):
+                cols[k].append(p[k])
+            for n in factor_names:
+                cols[n].append(p["factors"].get(n, np.nan))
+    schema = output_schema(size, factor_names)
+    if not images:
+        return schema.empty_table()
+    data = {"image": image_array(np.stack(images)), **{k: cols[k] for k in schema.names if k in cols}}
+    data[PART] = cols["split"]
+    return pa.table({k: data[k] for k in schema.names}, schema=schema)
 
 
 def fingerprint(cfg: IngestConfig, files: list[str]) -> str:
@@ -184,19 +192,26 @@ def plan_rows(meta: pa.Table, cfg: IngestConfig, factors: dict) -> tuple[dict, l
             plan[m["row_id"][i]] = dict(
                 split=split[m["patient_key"][i]], slice_index=idx, slice_frac=idx / last,
                 slice_key=salted_key(cfg.salt, f"{m['sop_key'][i]}#{m['frame'][i]}"),
-                factors=factors.get(m["sop_key"][i], {}))
+                factors=factors.get(m["sop_key"][i], {}), rel_path=m["rel_path"][i],
+                frame=m["frame"][i], patient_key=m["patient_key"][i], series_key=m["series_key"][i],
+                z_mm=m["z_mm"][i])
     patients: dict[str, dict] = {}
     for i in good:
         p = patients.setdefault(m["patient_key"][i], {"split": split[m["patient_key"][i]], "slices": 0})
         p["slices"] += 1
-    # Folder names in TCIA layouts are patient IDs: replace those by their pseudonym.
+    skipped = _redact(skipped, patients, cfg)
+    skipped.sort(key=lambda e: e["path"])
+    return plan, skipped, patients
+
+
+def _redact(entries: list[dict], patients: dict, cfg: IngestConfig) -> list[dict]:
+    """Folder names in TCIA layouts are patient IDs: replace those by their pseudonym."""
     known = set(patients)
-    for entry in skipped:
+    for entry in entries:
         parts = Path(entry["path"]).parts
         entry["path"] = str(Path(*[f"patient-{salted_key(cfg.salt, p)[:12]}"
                                    if salted_key(cfg.salt, p) in known else p for p in parts]))
-    skipped.sort(key=lambda e: e["path"])
-    return plan, skipped, patients
+    return entries
 
 
 def _write_json_atomic(path: Path, obj) -> None:
@@ -239,31 +254,44 @@ def ingest(cfg: IngestConfig, log=print) -> dict:
         # decode task running at a time (measured: no gain from 2 CPUs). Decoding is the only
         # heavy operator here, so let it take every CPU.
         ray.data.DataContext.get_current().op_resource_reservation_enabled = False
-        n_blocks = max(1, min(len(files), math.ceil(len(files) / cfg.files_per_batch)))
-        ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=n_blocks)
-        ds = ds.map_batches(decode_batch, fn_kwargs=dict(src=cfg.src, size=cfg.size, salt=cfg.salt),
-                            batch_size=cfg.files_per_batch, batch_format="numpy", num_cpus=1,
-                            compute=ray.data.TaskPoolStrategy())
-        ds.write_parquet(str(staging / "decoded"))
-        timings = {"decode_s": round(time.time() - t0, 2)}
-        meta = pads.dataset(str(staging / "decoded"), format="parquet").to_table(
-            columns=[c for c in _staging_schema().names if c != "image"])
+        per = cfg.files_per_batch
+        scan = ray.data.from_items([{"path": f} for f in files],
+                                   override_num_blocks=max(1, min(len(files), math.ceil(len(files) / (4 * per)))))
+        refs = scan.map_batches(scan_batch, fn_kwargs=dict(src=cfg.src, salt=cfg.salt), batch_size=4 * per,
+                                batch_format="numpy", compute=ray.data.TaskPoolStrategy()).to_arrow_refs()
+        tables = [t for t in ray.get(refs) if t.num_rows]
+        meta = pa.concat_tables(tables) if tables else _scan_schema().empty_table()
+        timings = {"scan_s": round(time.time() - t0, 2)}
         plan, skipped, patients = plan_rows(meta, cfg, factors)
-        timings["plan_s"] = round(time.time() - t0 - timings["decode_s"], 2)
+        by_file: dict[str, list] = defaultdict(list)
+        for p in plan.values():
+            by_file[p["rel_path"]].append({k: v for k, v in p.items() if k != "rel_path"})
+        items = [{"path": rel, "plan": json.dumps(by_file[rel])} for rel in sorted(by_file)]
+        final, failures = staging / "final", staging / "failures"
+        failures.mkdir(parents=True)
+        if items:
+            (ray.data.from_items(items, override_num_blocks=max(1, min(len(items), math.ceil(len(items) / per))))
+             .map_batches(decode_batch, fn_kwargs=dict(src=cfg.src, size=cfg.size, factor_names=factor_names,
+                                                       failures=str(failures)),
+                          batch_size=per, batch_format="numpy", num_cpus=1, compute=ray.data.TaskPoolStrategy())
+             .write_parquet(str(final), partition_cols=[PART]))
+        for split in SPLITS:
+            (final / f"{PART}={split}").mkdir(parents=True, exist_ok=True)
+        failed = {}
+        for f in failures.glob("*.json"):
+            e = json.loads(f.read_text())
+            failed[e["path"]] = e["reason"]
+        lost = {k for k, v in plan.items() if v["rel_path"] in failed}
+        for k in lost:
+            patients[plan[k]["patient_key"]]["slices"] -= 1
+            del plan[k]
+        skipped = sorted(skipped + _redact([{"path": p, "reason": r} for p, r in failed.items()], patients, cfg),
+                         key=lambda e: e["path"])
+        patients = {k: v for k, v in patients.items() if v["slices"] > 0}
         counts = {s: 0 for s in SPLITS}
         for p in plan.values():
             counts[p["split"]] += 1
-        # One pass writes both splits (Hive partitions on a helper column): each Ray Data
-        # pipeline costs ~1 s to start here, so two filtered passes cost more than the work.
-        final = staging / "final"
-        (ray.data.read_parquet(str(staging / "decoded"))
-         .map_batches(finalize_batch, fn_kwargs=dict(plan=plan, size=cfg.size, factor_names=factor_names),
-                      batch_format="pyarrow", batch_size=256, compute=ray.data.TaskPoolStrategy())
-         .write_parquet(str(final), partition_cols=[PART]))
-        for split in SPLITS:
-            if not (final / f"{PART}={split}").exists():
-                (final / f"{PART}={split}").mkdir(parents=True)
-        timings["finalize_s"] = round(time.time() - t0 - timings["decode_s"] - timings["plan_s"], 2)
+        timings["decode_s"] = round(time.time() - t0 - timings["scan_s"], 2)
         manifest = {
             "version": INGEST_VERSION, "fingerprint": fp,
             "settings": {"size": cfg.size, "test_frac": cfg.test_frac, "seed": cfg.seed,

@@ -8,7 +8,6 @@ import tempfile
 import time
 from dataclasses import asdict
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
