@@ -145,6 +145,7 @@ class DirectionsConfig:
     gamma: float = 0.25
     lr: float = 1e-4
     lr_directions: float = 0.0   # 0 = same as lr (the paper)
+    lr_by_reconstructor: dict = field(default_factory=dict)  # e.g. {resnet: 0.0005}; else lr
     shift_scale: float = 6.0
     min_shift: float = 0.5
     recon_width: float = 1.0
@@ -171,6 +172,13 @@ class DirectionsConfig:
             if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "K"}:
                 raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, K)")
         self.seeds = tuple(int(s) for s in self.seeds)
+        self.lr_by_reconstructor = dict(self.lr_by_reconstructor or {})
+        for k, v in self.lr_by_reconstructor.items():
+            if k not in ("lenet", "resnet") or isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"directions.lr_by_reconstructor: {k}: {v} (lenet|resnet: a positive number)")
+
+    def lr_for(self, reconstructor: str) -> float:
+        return float(self.lr_by_reconstructor.get(reconstructor, self.lr))
 
     def steps_for(self, generator: str, reconstructor: str, K: int) -> int:
         for r in self.iterations:

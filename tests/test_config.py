@@ -24,6 +24,12 @@ def test_full_grid_is_the_papers_study():
     assert g.generators.latent_dim == 32
 
 
+def test_learning_rate_per_reconstructor():
+    d = load_grid("smoke").directions
+    assert d.lr_for("resnet") == 0.0005 and d.lr_for("lenet") == d.lr == 0.001
+    assert load_grid("full").directions.lr_for("resnet") == 1e-4  # the paper: one lr for all
+
+
 def test_seeds_axis_and_overrides():
     g = load_grid("smoke", ["directions.seeds=[0,1,2]", "generators.epochs=4", "data.size=64"])
     assert len(g.directions.trials()) == 3 * 14
@@ -38,6 +44,7 @@ def test_seeds_axis_and_overrides():
     ("data: {}\n", ["data.path=/no/such/dir"], "data.path /no/such/dir: no such folder"),
     ("nonsense: 1\n", [], "unknown section 'nonsense'"),
     ("generators: {epochs: 2, keep_last: 5}\n", [], "keep_last"),
+    ("directions: {lr_by_reconstructor: {vgg: 0.1}}\n", [], "lr_by_reconstructor"),
 ])
 def test_bad_grids_give_one_line_errors(tmp_path, capsys, text, override, msg):
     p = tmp_path / "g.yaml"

@@ -55,7 +55,7 @@ def directions_trainable(config: dict, weights: dict | None = None) -> None:
     if not cuda:
         torch.set_num_threads(max(1, int(d.cpus_per_trial)))
     cfg = DiscoveryConfig(K=t["K"], deformator=t["deformator"], reconstructor=t["reconstructor"],
-                          recon_width=d.recon_width, batch=d.batch, gamma=d.gamma, lr=d.lr,
+                          recon_width=d.recon_width, batch=d.batch, gamma=d.gamma, lr=d.lr_for(t["reconstructor"]),
                           lr_directions=d.lr_directions or None, shift_scale=d.shift_scale,
                           min_shift=d.min_shift, seed=t["seed"])
     disc = Discovery(G, cfg, device=device, amp=cuda)
