@@ -22,11 +22,10 @@ def _time(fn, n: int = 2) -> float:
 def calibrate_discovery(grid, trial: dict, cap_batch: int) -> float:
     """Seconds per step at the grid's batch (measured at min(batch, cap) and scaled)."""
     from raylatent.discovery.step import Discovery, DiscoveryConfig
-    from raylatent.models import as_generator, make_generator
+    from raylatent.models import as_generator, make_generator_from
 
     g, d = grid.generators, grid.directions
-    G = as_generator(make_generator(trial["generator"], g.size,
-                                    g.gan_width if trial["generator"] == "gan" else g.vae_width, g.latent_dim))
+    G = as_generator(make_generator_from(trial["generator"], g))
     b = min(d.batch, cap_batch)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     disc = Discovery(G, DiscoveryConfig(K=trial["K"], deformator=trial["deformator"],
@@ -37,12 +36,12 @@ def calibrate_discovery(grid, trial: dict, cap_batch: int) -> float:
 
 def calibrate_training(grid, kind: str, cap_batch: int) -> float:
     """Seconds per training image of one generator (forward + backward, one worker)."""
-    from raylatent.models import DCGANDiscriminator, make_generator
+    from raylatent.models import DCGANDiscriminator, make_generator_from
     from raylatent.models.vae import vae_loss
 
     g = grid.generators
     b = min(g.batch_size, cap_batch)
-    m = make_generator(kind, g.size, g.gan_width if kind == "gan" else g.vae_width, g.latent_dim)
+    m = make_generator_from(kind, g)
     x = torch.rand(b, 1, g.size, g.size) * 2 - 1
     if kind == "gan":
         D = DCGANDiscriminator(g.size, g.gan_width)

@@ -21,7 +21,7 @@ LATEST = "latest.json"
 
 def _load_models(gen_dir: Path) -> dict:
     from raylatent.config import GeneratorsConfig
-    from raylatent.models import make_generator
+    from raylatent.models import make_generator_from
 
     models = {}
     for kind in ("gan", "vae"):
@@ -29,7 +29,7 @@ def _load_models(gen_dir: Path) -> dict:
         if p.exists():
             state = torch.load(p, map_location="cpu", weights_only=True)
             cfg = GeneratorsConfig(**json.loads(state["config"]))
-            m = make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+            m = make_generator_from(kind, cfg)
             m.load_state_dict(state["model"])
             models[kind] = m.eval()
     return models

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from raylatent.config import GeneratorsConfig
 from raylatent.metrics.fid import feature_extractor, features_of, frechet_distance, statistics
-from raylatent.models import DCGANDiscriminator, as_generator, make_generator
+from raylatent.models import DCGANDiscriminator, as_generator, make_generator_from
 from raylatent.models.vae import vae_loss
 from raylatent.train.schedules import instance_noise_sigma, random_affine, smoothed_real_targets
 
@@ -58,7 +58,7 @@ def train_loop(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    model = make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+    model = make_generator_from(kind, cfg)
     D = DCGANDiscriminator(cfg.size, cfg.gan_width) if kind == "gan" else None
     if kind == "gan":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_gan, betas=(cfg.beta1_gan, 0.999))

@@ -127,13 +127,13 @@ def load_generator(folder: str | os.PathLike, kind: str) -> torch.nn.Module:
 
 def load_model(folder: str | os.PathLike, kind: str) -> torch.nn.Module:
     """The exported model (the whole VAE, with its encoder), weights-only load, in eval mode."""
-    from raylatent.models import make_generator
+    from raylatent.models import make_generator_from
 
     path = Path(folder) / kind / WEIGHTS
     if not path.exists():
         raise ConfigError(f"{path}: no generator checkpoint (run the generators stage first)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = GeneratorsConfig(**json.loads(state["config"]))
-    model = make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+    model = make_generator_from(kind, cfg)
     model.load_state_dict(state["model"])
     return model.eval()

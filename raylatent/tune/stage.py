@@ -35,10 +35,10 @@ def trial_name(t: dict) -> str:
 
 
 def _generator_from_state(kind: str, state: dict, gcfg: dict) -> torch.nn.Module:
-    from raylatent.models import as_generator, make_generator
+    from raylatent.models import as_generator, make_generator_from
 
     cfg = GeneratorsConfig(**gcfg)
-    model = make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+    model = make_generator_from(kind, cfg)
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
     return as_generator(model)
 
