@@ -11,7 +11,6 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pydicom
@@ -220,12 +219,3 @@ def hu_to_model(hu: np.ndarray, size: int) -> np.ndarray:
 def model_to_hu(x):
     """Inverse of the scaling in `hu_to_model` (works on numpy arrays and torch tensors)."""
     return (x + 1.0) * 0.5 * (HU_MAX - HU_MIN) + HU_MIN
-
-
-def iter_frames(root: str | os.PathLike, rel_paths: list[str]) -> Iterator[tuple[str, list[CTFrame] | str]]:
-    """Serial reader used by the benchmark's baseline: (path, frames or skip reason)."""
-    for rel in rel_paths:
-        try:
-            yield rel, read_ct(os.path.join(root, rel))
-        except SkipFile as e:
-            yield rel, str(e)

@@ -20,19 +20,9 @@ LATEST = "latest.json"
 
 
 def _load_models(gen_dir: Path) -> dict:
-    from raylatent.config import GeneratorsConfig
-    from raylatent.models import make_generator_from
+    from raylatent.models.export import WEIGHTS, load_exported
 
-    models = {}
-    for kind in ("gan", "vae"):
-        p = gen_dir / kind / "generator.pt"
-        if p.exists():
-            state = torch.load(p, map_location="cpu", weights_only=True)
-            cfg = GeneratorsConfig(**json.loads(state["config"]))
-            m = make_generator_from(kind, cfg)
-            m.load_state_dict(state["model"])
-            models[kind] = m.eval()
-    return models
+    return {kind: load_exported(gen_dir, kind) for kind in ("gan", "vae") if (gen_dir / kind / WEIGHTS).exists()}
 
 
 def _G(models: dict, kind: str):

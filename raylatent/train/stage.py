@@ -13,9 +13,9 @@ import torch
 
 from raylatent.config import ConfigError, GeneratorsConfig
 from raylatent.data.ingest import load_manifest
+from raylatent.models.export import WEIGHTS, load_exported, save_generator
 from raylatent.train.loops import HISTORY, STATE, train_loop
 
-WEIGHTS = "generator.pt"
 METRICS = "metrics.json"
 
 
@@ -97,8 +97,7 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
     tmp = out / f".{kind}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save({"model": state["model"], "kind": kind, "epoch": state["epoch"], "config": state["config"]},
-               tmp / WEIGHTS)
+    save_generator(tmp / WEIGHTS, kind, state["model"], state["epoch"], state["config"])
     summary = {"kind": kind, "chosen_epoch": int(state["epoch"]), "fid": metrics["fid"],
                "fid_network": metrics.get("fid_network"),
                "candidates": [{"epoch": m["epoch"], "fid": m["fid"]} for _, m in result.best_checkpoints],
@@ -127,13 +126,7 @@ def load_generator(folder: str | os.PathLike, kind: str) -> torch.nn.Module:
 
 def load_model(folder: str | os.PathLike, kind: str) -> torch.nn.Module:
     """The exported model (the whole VAE, with its encoder), weights-only load, in eval mode."""
-    from raylatent.models import make_generator_from
-
     path = Path(folder) / kind / WEIGHTS
     if not path.exists():
         raise ConfigError(f"{path}: no generator checkpoint (run the generators stage first)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = GeneratorsConfig(**json.loads(state["config"]))
-    model = make_generator_from(kind, cfg)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    return load_exported(folder, kind)

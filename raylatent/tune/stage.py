@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raylatent.config import DirectionsConfig, GeneratorsConfig
+from raylatent.config import DirectionsConfig
 from raylatent.discovery.export import save_directions
 from raylatent.discovery.runner import CKPT, load_checkpoint, run, save_checkpoint
 from raylatent.discovery.step import Discovery, DiscoveryConfig
@@ -35,12 +35,10 @@ def trial_name(t: dict) -> str:
 
 
 def _generator_from_state(kind: str, state: dict, gcfg: dict) -> torch.nn.Module:
-    from raylatent.models import as_generator, make_generator_from
+    from raylatent.models import as_generator
+    from raylatent.models.export import build_generator
 
-    cfg = GeneratorsConfig(**gcfg)
-    model = make_generator_from(kind, cfg)
-    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
-    return as_generator(model)
+    return as_generator(build_generator(kind, gcfg, {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}))
 
 
 def directions_trainable(config: dict, weights: dict | None = None) -> None:
@@ -136,11 +134,11 @@ def _label_summary(labels: dict) -> dict:
 
 
 def _weights(generators_dir: Path, kinds) -> tuple[dict, dict]:
-    from raylatent.train.stage import WEIGHTS
+    from raylatent.models.export import read_generator
 
     weights, gcfg = {}, None
     for kind in kinds:
-        state = torch.load(generators_dir / kind / WEIGHTS, map_location="cpu", weights_only=True)
+        state = read_generator(generators_dir, kind)
         weights[kind] = {k: v.numpy() for k, v in state["model"].items()}
         gcfg = json.loads(state["config"])
     return weights, gcfg
