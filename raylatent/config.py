@@ -148,7 +148,8 @@ class DirectionsConfig:
     lr_by_reconstructor: dict = field(default_factory=dict)  # e.g. {resnet: 0.0005}; else lr
     shift_scale: float = 6.0
     min_shift: float = 0.5
-    recon_width: float = 1.0
+    recon_width: float = 1.0     # channel width factor of both reconstructors (1 = the paper's)
+    width_by_reconstructor: dict = field(default_factory=dict)  # e.g. {resnet: 0.25}; else recon_width
     eval_every: int = 100
     eval_n: int = 512
     cpus_per_trial: float = 1.0
@@ -172,13 +173,17 @@ class DirectionsConfig:
             if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "K"}:
                 raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, K)")
         self.seeds = tuple(int(s) for s in self.seeds)
-        self.lr_by_reconstructor = dict(self.lr_by_reconstructor or {})
-        for k, v in self.lr_by_reconstructor.items():
-            if k not in ("lenet", "resnet") or isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise ConfigError(f"directions.lr_by_reconstructor: {k}: {v} (lenet|resnet: a positive number)")
+        for name in ("lr_by_reconstructor", "width_by_reconstructor"):
+            setattr(self, name, dict(getattr(self, name) or {}))
+            for k, v in getattr(self, name).items():
+                if k not in ("lenet", "resnet") or isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                    raise ConfigError(f"directions.{name}: {k}: {v} (lenet|resnet: a positive number)")
 
     def lr_for(self, reconstructor: str) -> float:
         return float(self.lr_by_reconstructor.get(reconstructor, self.lr))
+
+    def width_for(self, reconstructor: str) -> float:
+        return float(self.width_by_reconstructor.get(reconstructor, self.recon_width))
 
     def steps_for(self, generator: str, reconstructor: str, K: int) -> int:
         for r in self.iterations:

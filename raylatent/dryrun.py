@@ -29,7 +29,7 @@ def calibrate_discovery(grid, trial: dict, cap_batch: int) -> float:
     b = min(d.batch, cap_batch)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     disc = Discovery(G, DiscoveryConfig(K=trial["K"], deformator=trial["deformator"],
-                                        reconstructor=trial["reconstructor"], recon_width=d.recon_width,
+                                        reconstructor=trial["reconstructor"], recon_width=d.width_for(trial["reconstructor"]),
                                         batch=b), device=dev, amp=dev == "cuda")
     return _time(disc.step) * d.batch / b
 

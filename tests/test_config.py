@@ -24,10 +24,15 @@ def test_full_grid_is_the_papers_study():
     assert g.generators.latent_dim == 32
 
 
-def test_learning_rate_per_reconstructor():
-    d = load_grid("smoke").directions
+def test_learning_rate_and_width_per_reconstructor():
+    d = load_grid("smoke", ["directions.lr_by_reconstructor={resnet: 0.0005}"]).directions
     assert d.lr_for("resnet") == 0.0005 and d.lr_for("lenet") == d.lr == 0.001
-    assert load_grid("full").directions.lr_for("resnet") == 1e-4  # the paper: one lr for all
+    smoke = load_grid("smoke").directions
+    assert smoke.width_for("resnet") == 0.25 and smoke.width_for("lenet") == 1.0
+    full = load_grid("full").directions  # the paper: one lr, full-width networks
+    assert full.lr_for("resnet") == 1e-4 and full.width_for("resnet") == full.width_for("lenet") == 1.0
+    with pytest.raises(ConfigError, match="width_by_reconstructor"):
+        load_grid("smoke", ["directions.width_by_reconstructor={vgg: 0.5}"])
 
 
 def test_seeds_axis_and_overrides():

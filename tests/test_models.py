@@ -57,6 +57,22 @@ def test_reconstructor_heads(kind, size):
         assert R.features.conv1.in_channels == 2
 
 
+def test_resnet_width_one_is_torchvision_resnet18_and_narrower_is_cheaper():
+    from torchvision.models import resnet18
+
+    def n(m):
+        return sum(p.numel() for p in m.parameters())
+
+    tv = resnet18(weights=None)
+    full = make_reconstructor("resnet", K=7, width=1.0)
+    # torchvision's resnet18 less its 3-channel conv1 and fc, plus ours (2-channel conv1, two heads)
+    expected = n(tv) - n(tv.conv1) - n(tv.fc) + 2 * 64 * 49 + (512 * 7 + 7) + (512 + 1)
+    assert n(full) == expected
+    quarter = make_reconstructor("resnet", K=7, width=0.25)
+    assert [quarter.features.layer1[0].conv1.out_channels, quarter.features.layer4[1].conv2.out_channels] == [16, 128]
+    assert n(quarter) < n(full) / 10
+
+
 def _steps(A, n=20):
     opt = torch.optim.Adam(A.parameters(), lr=0.1)
     for _ in range(n):

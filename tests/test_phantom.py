@@ -43,7 +43,8 @@ def test_factors_csv_keys_every_slice(cohort):
     assert len(rows) == 12
     assert {k for k in rows[0] if k.startswith("factor_")} == {
         "factor_width", "factor_height", "factor_size", "factor_rotation", "factor_y",
-        "factor_thickness", "factor_breast", "factor_z"}
+        "factor_thickness", "factor_breast", "factor_z", "factor_width_mm", "factor_height_mm",
+        "factor_size_cm2", "factor_y_mm", "factor_breast_cm2"}
     sops = {str(pydicom.dcmread(f).SOPInstanceUID) for f in cohort.rglob("*.dcm")}
     assert {r["sop_instance_uid"] for r in rows} == sops
     assert sorted({float(r["factor_z"]) for r in rows}) == pytest.approx([0, 1 / 3, 2 / 3, 1])

@@ -28,9 +28,16 @@ FOV_MM = 500.0
 SCAN_RADIUS_MM = 245.0
 PADDING_STORED = -2000
 INTERCEPT = -1024.0
-PHANTOM_VERSION = "phantom-v1"
+PHANTOM_VERSION = "phantom-v2"
 FACTOR_NAMES = ("factor_width", "factor_height", "factor_size", "factor_rotation", "factor_y",
                 "factor_thickness", "factor_breast")
+# Each image attribute's ground truth per slice: the physical quantity it estimates, taken from the
+# phantom's geometry (see slice_truth). The generative factors above are relative scales and
+# interact (body width = 300 mm x width x size; breasts add to height and area), so an attribute
+# is validated against these columns, not against one generative knob.
+ATTRIBUTE_TRUTH = {"width": "factor_width_mm", "height": "factor_height_mm", "size": "factor_size_cm2",
+                   "rotation": "factor_rotation", "y": "factor_y_mm", "thickness": "factor_thickness",
+                   "breast": "factor_breast_cm2", "z": "factor_z"}
 
 HU = dict(air=-1000.0, lung=-850.0, fat=-100.0, muscle=45.0, blood=50.0, liver=60.0,
           bowel=25.0, cancellous=300.0, cortical=1100.0, rib=700.0, table=150.0, gland=30.0)
@@ -70,6 +77,42 @@ def _lung_scale(z: float) -> float:
     return max(0.0, 1.0 - ((z - 0.5) / 0.38) ** 1.6)
 
 
+def _breast_scale(f: PatientFactors, z: float) -> float:
+    """Breasts over the upper and mid thorax, tapering off below z = 0.45, gone from z = 0.7."""
+    if f.breast <= 0 or z >= 0.7:
+        return 0.0
+    return f.breast * (1.0 - max(0.0, z - 0.45) / 0.25 if z > 0.45 else 1.0)
+
+
+def _breast_outline(u, v, a: float, b: float, br: float, side: int):
+    return _superellipse(u, v, side * 0.42 * a, -b + 5, 55 * br + 1e-3, 42 * br + 1e-3)
+
+
+def slice_truth(f: PatientFactors, z: float, res_mm: float = 1.0) -> dict[str, float]:
+    """What each attribute measures, from the geometry alone (no blur, noise or pixels of a scan):
+    the patient's outline (body super-ellipse plus breasts) on a fine grid in the body frame.
+    Width/height: its extents across/along the anterior-posterior axis (mm); size: its area (cm^2);
+    y: its centroid's vertical position in the image (mm); breast: tissue beyond the body (cm^2)."""
+    a, b = 150.0 * f.width * f.size, 100.0 * f.height * f.size
+    br = _breast_scale(f, z)
+    u, v = np.meshgrid(np.arange(-a - 2, a + 2, res_mm), np.arange(-b - 110, b + 2, res_mm))
+    body = _superellipse(u, v, 0, 0, a, b, 2.3)
+    breast = np.zeros_like(body)
+    if br > 0:
+        for side in (-1, 1):
+            breast |= _breast_outline(u, v, a, b, br, side)
+        breast &= ~body
+    tissue = body | breast
+    uu, vv = u[tissue], v[tissue]
+    th = math.radians(f.rotation)
+    px = res_mm * res_mm / 100.0
+    return {"factor_width_mm": float(uu.max() - uu.min() + res_mm),
+            "factor_height_mm": float(vv.max() - vv.min() + res_mm),
+            "factor_size_cm2": float(tissue.sum() * px),
+            "factor_y_mm": float(f.y - math.sin(th) * uu.mean() + math.cos(th) * vv.mean()),
+            "factor_breast_cm2": float(breast.sum() * px)}
+
+
 def render_slice(f: PatientFactors, z: float, matrix: int = 256, seed: int = 0,
                  noise_hu: float = 12.0) -> np.ndarray:
     """One axial slice in HU (float32, matrix x matrix) for factors f at height z."""
@@ -93,10 +136,10 @@ def render_slice(f: PatientFactors, z: float, matrix: int = 256, seed: int = 0,
     inner = _superellipse(u, v, 0, 0.06 * t, ai, bi, 2.3)
     img[inner] = HU["muscle"]
     # breasts: anterior soft tissue beyond the chest wall, only over the upper and mid thorax
-    if f.breast > 0 and z < 0.7:
-        br = f.breast * (1.0 - max(0.0, z - 0.45) / 0.25 if z > 0.45 else 1.0)
+    br = _breast_scale(f, z)
+    if br > 0:
         for side in (-1, 1):
-            m = _superellipse(u, v, side * 0.42 * a, -b + 5, 55 * br + 1e-3, 42 * br + 1e-3)
+            m = _breast_outline(u, v, a, b, br, side)
             img[m & (img < HU["fat"] + 1)] = HU["fat"]
             gland = _superellipse(u, v, side * 0.42 * a, -b - 14 * br, 28 * br + 1e-3, 16 * br + 1e-3)
             img[gland] = HU["gland"]
@@ -261,7 +304,7 @@ def generate(out: str | os.PathLike, params: PhantomParams, log=print) -> Path:
                 _dataset(hu, params.matrix, pid, name, study, series, sop, s, z_mm).save_as(
                     sdir / f"{s:04d}.dcm", enforce_file_format=True)
                 rows.append({"sop_instance_uid": sop, "patient": pid, "slice": s, **f.as_row(),
-                             "factor_z": z})
+                             "factor_z": z, **slice_truth(f, z)})
         with open(tmp / "factors.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()

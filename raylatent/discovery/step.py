@@ -21,7 +21,7 @@ class DiscoveryConfig:
     K: int = 32
     deformator: str = "unit"       # unit | proj | ortho | random
     reconstructor: str = "lenet"   # lenet | resnet
-    recon_width: float = 1.0       # LeNet width factor
+    recon_width: float = 1.0       # reconstructor channel width factor (1 = the paper's)
     batch: int = 128
     gamma: float = 0.25
     lr: float = 1e-4

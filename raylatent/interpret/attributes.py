@@ -18,15 +18,23 @@ AIR_IN_BODY_HU = -400.0
 ATTRIBUTES = ("width", "height", "size", "rotation", "y", "thickness", "breast", "lung_area")
 
 
-def body_mask(hu: np.ndarray) -> np.ndarray:
-    """The patient: largest connected component above BODY_HU, holes (lungs) filled.
+TABLE_MM = 7.0          # opening radius: cuts off the table (a slab ~12 mm thick) wherever it touches
 
-    The table is a separate component (there is a gap), so it drops out."""
-    m = ndimage.binary_opening(hu > BODY_HU, iterations=1)
-    lab, n = ndimage.label(m)
-    if n == 0:
+
+def body_mask(hu: np.ndarray, fov_mm: float = 500.0) -> np.ndarray:
+    """The patient: the largest connected component above BODY_HU, holes (lungs) filled.
+
+    Holes are filled first, so a thin body outline at coarse pixels stays closed; an opening with
+    a disk of TABLE_MM radius then removes the table, also where a rotated body rests on it."""
+    n = hu.shape[0]
+    r = max(1, round(TABLE_MM / (fov_mm / n)))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = xx * xx + yy * yy <= r * r
+    m = ndimage.binary_opening(ndimage.binary_fill_holes(hu > BODY_HU), structure=disk)
+    lab, k = ndimage.label(m)
+    if k == 0:
         return np.zeros_like(m)
-    sizes = ndimage.sum(m, lab, index=np.arange(1, n + 1))
+    sizes = ndimage.sum(m, lab, index=np.arange(1, k + 1))
     return ndimage.binary_fill_holes(lab == (1 + int(np.argmax(sizes))))
 
 
@@ -47,11 +55,26 @@ def _principal_axes(mask: np.ndarray) -> tuple[float, float, float, np.ndarray]:
     return float(vals[i]), float(vals[1 - i]), angle, rc
 
 
+def _breast(body: np.ndarray, angle: float) -> float:
+    """Anterior bulk beyond a front-back symmetric torso, in pixels: the body's first moment about
+    its lateral axis (the line through its left- and right-most points, which breasts do not
+    reach), over the half-height. Zero for a symmetric outline; about the breasts' area otherwise."""
+    r, c = np.nonzero(body)
+    x, y = c - c.mean(), r.mean() - r  # x right, y up = anterior
+    th = math.radians(angle)
+    u, v = math.cos(th) * x + math.sin(th) * y, -math.sin(th) * x + math.cos(th) * y
+    band = max(1.0, 0.03 * float(u.max() - u.min()))
+    lateral = (u >= u.max() - band) | (u <= u.min() + band)
+    v = v - v[lateral].mean()
+    half_height = max(1.0, float(-v.min()))  # posterior half: unaffected by breasts
+    return float(v.sum()) / half_height
+
+
 def measure(hu: np.ndarray, fov_mm: float = 500.0) -> dict[str, float]:
     """All attributes of one slice (HU, square)."""
     n = hu.shape[0]
     sp = fov_mm / n
-    body = body_mask(hu)
+    body = body_mask(hu, fov_mm)
     out = {k: float("nan") for k in ATTRIBUTES}
     if body.sum() < 10:
         return out
@@ -71,11 +94,7 @@ def measure(hu: np.ndarray, fov_mm: float = 500.0) -> dict[str, float]:
         depth = ndimage.distance_transform_edt(body)  # distance to outside the body
         t_px = float(np.median(depth[edge])) if edge.any() else 0.0
         out["thickness"] = t_px * sp
-        # breast: anterior tissue standing out beyond the usual fat ring
-        d_in = ndimage.distance_transform_edt(~inner)
-        rows = np.arange(n)[:, None] < rc[0]
-        beyond = body & ~inner & (d_in > 1.6 * t_px + 2.0) & rows
-        out["breast"] = float(beyond.sum()) * sp * sp / 100.0
+    out["breast"] = _breast(body, angle) * sp * sp / 100.0
     out["lung_area"] = float(((hu < AIR_IN_BODY_HU) & body).sum()) * sp * sp / 100.0
     return out
 

@@ -3,11 +3,19 @@
 For direction k: images G(z + eps a_k) for eps on a grid over [-s, s] and n latents; for each
 attribute, Spearman rho between eps and the attribute's change from eps = 0 (pooled over latents),
 the effect size (mean |change| at the sweep ends over the attribute's spread in the population),
-and purity (the top attribute's share of all effect sizes). Label = the top attribute when
-|rho| and purity pass their thresholds; `entangled` when some attribute tracks eps but none
-dominates; `none` when nothing tracks it.
+and purity: the top attribute's share of all effects, each weighted by its |rho| (an attribute that
+only jitters with eps is noise, not entanglement). Label = the top attribute when |rho| and purity
+pass their thresholds; `entangled` when some attribute tracks eps but none dominates; `none` when
+nothing tracks it.
+
+Width, height and size (area) are one outline: any change of width changes the area too, so they
+count once in purity (as their largest effect), and which of the three a direction is follows from
+how it changes the body's width and height: both by similar relative amounts = size, else the one
+that changes more.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -25,6 +33,8 @@ MIN_SPREAD = {"width": 5.0, "height": 5.0, "size": 5.0, "rotation": 1.0, "y": 0.
               "breast": 2.0, "z": 0.05}
 RHO_MIN = 0.6
 PURITY_MIN = 0.4
+OUTLINE = ("width", "height", "size")
+SIZE_BALANCE = 0.5    # size: the smaller relative change of width and height is >= this x the larger
 
 
 def attributes_of(images: torch.Tensor, zreg=None, fov_mm: float = 500.0) -> dict[str, np.ndarray]:
@@ -40,6 +50,12 @@ def attributes_of(images: torch.Tensor, zreg=None, fov_mm: float = 500.0) -> dic
 def score_directions(G, A, n_latents: int = 8, shift: float = 4.0, n_eps: int = 5, zreg=None,
                      seed: int = 0, directions=None) -> list[dict]:
     """Per direction: rho, effect and purity per attribute, and the label."""
+    with warnings.catch_warnings():  # NaN attributes (no body found in an image) are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _score(G, A, n_latents, shift, n_eps, zreg, seed, directions)
+
+
+def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions) -> list[dict]:
     G.eval()
     A = torch.as_tensor(np.asarray(A), dtype=torch.float32)
     d, K = A.shape
@@ -59,28 +75,50 @@ def score_directions(G, A, n_latents: int = 8, shift: float = 4.0, n_eps: int = 
             ok = np.isfinite(v)
             rho = spearmanr(e[ok], v[ok]).statistic if ok.sum() > 3 and np.nanstd(v[ok]) > 0 else 0.0
             row["rho"][name] = float(np.nan_to_num(rho))
-            row["effect"][name] = float(np.nan_to_num(np.nanmean(np.abs(v[[0, -1]])) / spread[name]))
-        tracked = {n: row["effect"][n] for n in SEMANTIC if abs(row["rho"][n]) >= RHO_MIN}
-        total = sum(row["effect"].values()) + 1e-9
-        top = max(SEMANTIC, key=lambda n: row["effect"][n] * (abs(row["rho"][n]) >= RHO_MIN))
-        row["purity"] = row["effect"][top] / total
-        row["top"] = top
-        if not tracked:
-            row["label"] = "none"
-        elif row["purity"] >= PURITY_MIN:
-            row["label"] = top
-        else:
-            row["label"] = "entangled"
+            ends = np.abs(v[[0, -1]])
+            ends = ends[np.isfinite(ends)]  # no body found at a sweep end (NaN): no measurable effect
+            row["effect"][name] = float(ends.mean() / spread[name]) if ends.size else 0.0
+        rel = {n: float(np.nanmean(att[n].reshape(n_eps, n_latents)[-1] - att[n].reshape(n_eps, n_latents)[0])
+                        / (2 * np.nanmean(np.abs(base[n])) + 1e-9)) for n in ("width", "height")}
+        _label(row, rel)
         results.append(row)
     return results
 
 
+def _outline_label(rel: dict[str, float]) -> str:
+    w, h = np.nan_to_num(rel["width"]), np.nan_to_num(rel["height"])
+    if w * h > 0 and min(abs(w), abs(h)) >= SIZE_BALANCE * max(abs(w), abs(h)):
+        return "size"
+    return "width" if abs(w) >= abs(h) else "height"
+
+
+def _label(row: dict, rel: dict[str, float]) -> None:
+    """Fill purity, top and label of a scored direction (see the module docstring)."""
+    weight = {n: row["effect"][n] * abs(row["rho"][n]) for n in SEMANTIC}
+    groups = {"outline": max(weight[n] for n in OUTLINE), **{n: weight[n] for n in SEMANTIC if n not in OUTLINE}}
+    tracks = {g: (max(abs(row["rho"][n]) for n in OUTLINE) if g == "outline" else abs(row["rho"][g])) >= RHO_MIN
+              for g in groups}
+    top_group = max(groups, key=lambda g: groups[g] * tracks[g])
+    row["purity"] = groups[top_group] / (sum(groups.values()) + 1e-9)
+    row["top"] = _outline_label(rel) if top_group == "outline" else top_group
+    row["relative_change"] = rel
+    tracked = any(tracks.values())
+    if not tracked:
+        row["label"] = "none"
+    elif row["purity"] >= PURITY_MIN:
+        row["label"] = row["top"]
+    else:
+        row["label"] = "entangled"
+
+
 def factor_recovery(scores: list[dict]) -> dict[str, dict]:
-    """For each of the eight factors, the best-matching direction, its |rho| and purity."""
+    """For each of the eight factors, the best-matching direction, its |rho| and purity: a direction
+    labelled with the factor if there is one (found), else the one whose change tracks it best."""
     out = {}
     for name in SEMANTIC:
-        best = max(scores, key=lambda r: abs(r["rho"][name]) * (r["effect"][name] > 0))
-        purity = best["effect"][name] / (sum(best["effect"].values()) + 1e-9)
-        out[name] = {"direction": best["direction"], "rho": abs(best["rho"][name]), "purity": purity,
-                     "found": abs(best["rho"][name]) >= RHO_MIN and purity >= PURITY_MIN}
+        labelled = [r for r in scores if r["label"] == name]
+        pool = labelled or [r for r in scores if r["top"] == name] or scores
+        best = max(pool, key=lambda r: abs(r["rho"][name]) * (r["effect"][name] > 0))
+        out[name] = {"direction": best["direction"], "rho": abs(best["rho"][name]), "purity": best["purity"],
+                     "found": bool(labelled)}
     return out

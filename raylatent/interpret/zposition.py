@@ -1,45 +1,101 @@
 """A small z-position regressor: slice image -> position in its series (slice_frac, 0 = superior).
 
 Trained on the training shards' `slice_frac` (which LIDC has as well as the phantom), so a z
-attribute exists for any data. k-nearest neighbours on pooled pixels and pooled air fraction:
-anatomy changes non-monotonically with z (lungs grow, then give way to the liver), which a
-linear model on these features ranked poorly (Spearman 0.68 on held-out phantom slices)."""
+attribute exists for any data. Where a slice lies is told by its anatomy, not by where the patient
+lies in the field of view, so each slice is first warped into its own body frame (centroid at the
+centre, width axis horizontal, body scaled to fill the frame) and described by that small image
+plus the share of the body in each HU band (lung, fat, soft tissue, bone). A one-hidden-layer MLP
+maps these to z. Measured on held-out phantom patients with every factor varying (32^2): raw pooled
+pixels + kNN ranked z at Spearman 0.62, body-frame pixels + kNN 0.91, body frame + bands + MLP 0.98.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn import functional as F
+
+from raylatent.data.dicom import model_to_hu
+from raylatent.interpret.attributes import _principal_axes, body_mask
+
+FRAME = 16                # body-frame image side
+MARGIN = 1.15             # frame half-width in units of the body's equivalent-ellipse half axes
+HU_BANDS = (-1001.0, -700.0, -400.0, -150.0, -30.0, 100.0, 250.0, 4000.0)
 
 
-def _features(images: torch.Tensor | np.ndarray, pool: int = 8) -> np.ndarray:
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-    if x.ndim == 3:
-        x = x[:, None]
-    pooled = torch.nn.functional.adaptive_avg_pool2d(x, pool).flatten(1)
-    air = torch.nn.functional.adaptive_avg_pool2d((x < -0.8).float(), pool).flatten(1)  # < -400 HU
-    return torch.cat([pooled, air, torch.ones(x.shape[0], 1)], 1).numpy().astype(np.float64)
+def _body_frame(x: np.ndarray, hu: np.ndarray) -> np.ndarray:
+    """2 x 3 affine (torch affine_grid convention) from the body frame to the image."""
+    n = x.shape[-1]
+    body = body_mask(hu)
+    var_w, var_h, angle, rc = _principal_axes(body)
+    if body.sum() < 10 or not np.isfinite(rc).all():
+        var_w = var_h = (n / 4) ** 2
+        angle, rc = 0.0, np.array([n / 2 - 0.5, n / 2 - 0.5])
+    hw, hh = 2 * math.sqrt(max(var_w, 1e-3)), 2 * math.sqrt(max(var_h, 1e-3))  # half axes, px
+    th = math.radians(angle)
+    # u (width axis, x right / y up) and v (height axis, down) -> image pixels (x right, rows down)
+    M = MARGIN * np.array([[hw * math.cos(th), hh * math.sin(th)], [-hw * math.sin(th), hh * math.cos(th)]])
+    out = np.zeros((2, 3))
+    out[:, :2] = M * 2.0 / n
+    out[0, 2], out[1, 2] = (2 * rc[1] + 1) / n - 1, (2 * rc[0] + 1) / n - 1
+    return out
+
+
+def features(images) -> np.ndarray:
+    """N x (FRAME^2 + bands) features of model-space slices (N x S x S or N x 1 x S x S)."""
+    x = np.asarray(images, dtype=np.float32)
+    x = x[:, 0] if x.ndim == 4 else x
+    thetas, bands = [], []
+    for img in x:
+        hu = model_to_hu(img)
+        thetas.append(_body_frame(img, hu))
+        body = body_mask(hu)
+        bands.append(np.histogram(hu[body], bins=HU_BANDS)[0] / max(1, int(body.sum())))
+    t = torch.as_tensor(x)[:, None]
+    grid = F.affine_grid(torch.tensor(np.stack(thetas), dtype=torch.float32), [len(x), 1, FRAME, FRAME],
+                         align_corners=False)
+    frame = F.grid_sample(t, grid, padding_mode="border", align_corners=False).flatten(1).numpy()
+    return np.hstack([frame, np.stack(bands)]).astype(np.float32)
 
 
 @dataclass
 class ZRegressor:
-    features: np.ndarray
-    targets: np.ndarray
-    k: int = 5
-    pool: int = 8
+    """Plain arrays (no torch module), so Ray can ship one fitted regressor to every trial."""
+    mean: np.ndarray
+    std: np.ndarray
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
 
     @classmethod
-    def fit(cls, images, slice_frac, k: int = 5, pool: int = 8, max_train: int = 5000,
+    def fit(cls, images, slice_frac, steps: int = 1500, hidden: int = 64, max_train: int = 5000,
             seed: int = 0) -> "ZRegressor":
-        X = _features(images, pool)
-        y = np.asarray(slice_frac, dtype=np.float64)
+        y = np.asarray(slice_frac, dtype=np.float32)
+        images = np.asarray(images)
         if len(y) > max_train:
             keep = np.random.default_rng(seed).choice(len(y), max_train, replace=False)
-            X, y = X[keep], y[keep]
-        return cls(X, y, min(k, len(y)), pool)
+            images, y = images[keep], y[keep]
+        X = features(images)
+        mean, std = X.mean(0), X.std(0) + 1e-6
+        A, t = torch.tensor((X - mean) / std), torch.tensor(y)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = torch.nn.Sequential(torch.nn.Linear(A.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-2)
+        for _ in range(steps):
+            i = torch.randint(0, len(A), (min(64, len(A)),), generator=gen)
+            loss = ((net(A[i])[:, 0] - t[i]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        p = [q.detach().numpy().copy() for q in net.parameters()]
+        return cls(mean, std, p[0], p[1], p[2], p[3])
 
     def predict(self, images) -> np.ndarray:
-        X = _features(images, self.pool)
-        d = ((X[:, None, :] - self.features[None]) ** 2).sum(-1)
-        nn = np.argsort(d, axis=1)[:, : self.k]
-        return self.targets[nn].mean(1)
+        X = (features(images) - self.mean) / self.std
+        h = np.maximum(X @ self.w1.T + self.b1, 0.0)
+        return (h @ self.w2.T + self.b2)[:, 0].astype(np.float64)

@@ -25,16 +25,30 @@ class LeNetReconstructor(nn.Module):
 
 
 class ResNet18Reconstructor(nn.Module):
-    def __init__(self, K: int, channels: int = 1):
+    """width < 1 narrows every stage (64w, 128w, 256w, 512w channels) for small-image runs on CPUs,
+    where the full network costs ~5x a LeNet step; width 1 is torchvision's resnet18 exactly."""
+
+    def __init__(self, K: int, width: float = 1.0, channels: int = 1):
         super().__init__()
         from torchvision.models import resnet18
+        from torchvision.models.resnet import BasicBlock
 
         net = resnet18(weights=None)
-        net.conv1 = nn.Conv2d(2 * channels, 64, 7, 2, 3, bias=False)
+        c = [max(4, round(w * width)) for w in (64, 128, 256, 512)]
+        net.conv1 = nn.Conv2d(2 * channels, c[0], 7, 2, 3, bias=False)
+        if width != 1.0:  # rebuild the stages with torchvision's own block and layer builder
+            net.bn1, net.inplanes = nn.BatchNorm2d(c[0]), c[0]
+            net.layer1 = net._make_layer(BasicBlock, c[0], 2)
+            net.layer2 = net._make_layer(BasicBlock, c[1], 2, stride=2)
+            net.layer3 = net._make_layer(BasicBlock, c[2], 2, stride=2)
+            net.layer4 = net._make_layer(BasicBlock, c[3], 2, stride=2)
+            for m in net.modules():  # torchvision's initialisation
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         net.fc = nn.Identity()
         self.features = net
-        self.direction = nn.Linear(512, K)
-        self.shift = nn.Linear(512, 1)
+        self.direction = nn.Linear(c[3], K)
+        self.shift = nn.Linear(c[3], 1)
 
     def forward(self, x0, x1):
         h = self.features(torch.cat([x0, x1], dim=1))
@@ -42,8 +56,9 @@ class ResNet18Reconstructor(nn.Module):
 
 
 def make_reconstructor(kind: str, K: int, width: float = 1.0) -> nn.Module:
+    """width scales every layer's channels (1.0 = the paper's networks)."""
     if kind == "lenet":
         return LeNetReconstructor(K, width)
     if kind == "resnet":
-        return ResNet18Reconstructor(K)
+        return ResNet18Reconstructor(K, width)
     raise ValueError(f"reconstructor {kind!r}: must be 'lenet' or 'resnet'")

@@ -41,7 +41,7 @@ def _generator_from_state(kind: str, state: dict, gcfg: dict) -> torch.nn.Module
     return as_generator(build_generator(kind, gcfg, {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}))
 
 
-def directions_trainable(config: dict, weights: dict | None = None) -> None:
+def directions_trainable(config: dict, weights: dict | None = None, zreg=None) -> None:
     """One trial: discovery for config['steps'] steps, reporting to Tune."""
     from ray import tune
 
@@ -53,7 +53,7 @@ def directions_trainable(config: dict, weights: dict | None = None) -> None:
     if not cuda:
         torch.set_num_threads(max(1, int(d.cpus_per_trial)))
     cfg = DiscoveryConfig(K=t["K"], deformator=t["deformator"], reconstructor=t["reconstructor"],
-                          recon_width=d.recon_width, batch=d.batch, gamma=d.gamma, lr=d.lr_for(t["reconstructor"]),
+                          recon_width=d.width_for(t["reconstructor"]), batch=d.batch, gamma=d.gamma, lr=d.lr_for(t["reconstructor"]),
                           lr_directions=d.lr_directions or None, shift_scale=d.shift_scale,
                           min_shift=d.min_shift, seed=t["seed"])
     disc = Discovery(G, cfg, device=device, amp=cuda)
@@ -72,7 +72,7 @@ def directions_trainable(config: dict, weights: dict | None = None) -> None:
             save_directions(Path(tmp) / DIRECTIONS, disc.A.matrix(), {**cfg.to_dict(), **t})
             if metrics["step"] >= t["steps"]:  # final: say what each direction does
                 (Path(tmp) / LABELS).write_text(json.dumps(
-                    label_directions(G, disc.A.matrix().detach().cpu(), config.get("shards"))))
+                    label_directions(G, disc.A.matrix().detach().cpu(), zreg)))
             tune.report({**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
         if config.get("fail_once_at") == metrics["step"] and not ckpt:
@@ -84,7 +84,8 @@ def directions_trainable(config: dict, weights: dict | None = None) -> None:
     run(disc, t["steps"], eval_every=eval_every, eval_n=d.eval_n, on_report=report)
 
 
-def _z_regressor(shards: str | None):
+def z_regressor(shards: str | None):
+    """Fitted once per experiment on the training shards and shipped to every trial."""
     from raylatent.data.shards import load_split
     from raylatent.interpret.zposition import ZRegressor
 
@@ -94,16 +95,16 @@ def _z_regressor(shards: str | None):
     return ZRegressor.fit(tr.images[:, 0].numpy(), tr.columns["slice_frac"]) if len(tr) else None
 
 
-def label_directions(G, A: torch.Tensor, shards: str | None) -> dict:
+def label_directions(G, A: torch.Tensor, zreg=None) -> dict:
     """Scores, labels and factor recovery for every column of A (see interpret.labels)."""
     from raylatent.interpret.labels import factor_recovery, score_directions
 
     G = G.cpu().float()
-    scores = score_directions(G, A, zreg=_z_regressor(shards))
+    scores = score_directions(G, A, zreg=zreg)
     return {"directions": scores, "factors": factor_recovery(scores)}
 
 
-def baseline_records(weights: dict, gcfg: dict, K: int, shards: str | None, out: Path) -> list[dict]:
+def baseline_records(weights: dict, gcfg: dict, K: int, zreg, out: Path) -> list[dict]:
     """SeFa and GANSpace directions of each generator, scored like the learned ones."""
     from raylatent.discovery.baselines import first_layer_of, ganspace, sefa
 
@@ -117,7 +118,7 @@ def baseline_records(weights: dict, gcfg: dict, K: int, shards: str | None, out:
             dest = out / "trials" / trial
             dest.mkdir(parents=True, exist_ok=True)
             save_directions(dest / DIRECTIONS, A, {"baseline": name, "generator": kind})
-            labels = label_directions(G, A, shards)
+            labels = label_directions(G, A, zreg)
             (dest / LABELS).write_text(json.dumps(labels))
             records.append({"trial": trial, "generator": kind, "reconstructor": "none", "deformator": name,
                             "K": A.shape[1], "seed": 0, "iterations": 0, "rca": None, "ls": None, "wall_s": 0.0,
@@ -154,9 +155,11 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     if (out / RESULTS).exists():
         log(f"directions: {out / RESULTS} exists; skipping")
         return json.loads((out / RESULTS).read_text())
-    trials = d.trials()
+    # longest first: Tune starts trials in grid order, so short ones fill the slots at the end
+    trials = sorted(d.trials(), key=lambda t: -t["steps"])
     weights, gcfg = _weights(Path(generators_dir), d.generators)
-    trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights),
+    zreg = z_regressor(shards)
+    trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg),
                                     {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
     exp_path = out / EXPERIMENT
     if resume and tune.Tuner.can_restore(str(exp_path)):
@@ -168,8 +171,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(trials), "directions": json.loads(json.dumps(asdict(d))),
-                         "generators": gcfg, "fail_once_at": fail_once_at,
-                         "shards": str(Path(shards).resolve()) if shards else None},
+                         "generators": gcfg, "fail_once_at": fail_once_at},
             tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
                                         trial_dirname_creator=lambda tr: trial_name(tr.config["trial"]),
                                         trial_name_creator=lambda tr: trial_name(tr.config["trial"])),
@@ -203,7 +205,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
                         **(_label_summary(labels) if labels else {})})
     if d.baselines and len(records) == len(trials):
         log("directions: scoring the closed-form baselines (SeFa, GANSpace)")
-        records += baseline_records(weights, gcfg, max(x["K"] for x in d.deformators), shards, out)
+        records += baseline_records(weights, gcfg, max(x["K"] for x in d.deformators), zreg, out)
     records.sort(key=lambda r: r["trial"])
     if len([r for r in records if r["reconstructor"] != "none"]) == len(trials):
         tmp = out / f".{RESULTS}.tmp"
