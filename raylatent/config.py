@@ -140,7 +140,7 @@ class DirectionsConfig:
     deformators: tuple = ({"deformator": "ortho", "K": 32}, {"deformator": "unit", "K": 32},
                           {"deformator": "unit", "K": 100})
     seeds: tuple = (0,)
-    iterations: tuple = ({"steps": 300},)  # rules, first match wins; keys: generator, reconstructor, K
+    iterations: tuple = ({"steps": 300},)  # rules, first match wins; keys: generator, reconstructor, deformator, K
     batch: int = 128
     gamma: float = 0.25
     lr: float = 1e-4
@@ -170,8 +170,9 @@ class DirectionsConfig:
                 raise ConfigError(f"directions.deformators: {d} (need deformator: unit|ortho|proj and K)")
         self.iterations = tuple(dict(r) for r in self.iterations)
         for r in self.iterations:
-            if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "K"}:
-                raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, K)")
+            if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "deformator", "K"}:
+                raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, "
+                                  f"deformator, K)")
         self.seeds = tuple(int(s) for s in self.seeds)
         for name in ("lr_by_reconstructor", "width_by_reconstructor"):
             setattr(self, name, dict(getattr(self, name) or {}))
@@ -185,11 +186,12 @@ class DirectionsConfig:
     def width_for(self, reconstructor: str) -> float:
         return float(self.width_by_reconstructor.get(reconstructor, self.recon_width))
 
-    def steps_for(self, generator: str, reconstructor: str, K: int) -> int:
+    def steps_for(self, generator: str, reconstructor: str, K: int, deformator: str = "unit") -> int:
+        want = {"generator": generator, "reconstructor": reconstructor, "deformator": deformator, "K": K}
         for r in self.iterations:
-            if all(r.get(k, v) == v for k, v in (("generator", generator), ("reconstructor", reconstructor), ("K", K))):
+            if all(r.get(k, v) == v for k, v in want.items()):
                 return int(r["steps"])
-        raise ConfigError(f"directions.iterations: no rule matches {generator}/{reconstructor}/K={K}")
+        raise ConfigError(f"directions.iterations: no rule matches {generator}/{reconstructor}/{deformator}/K={K}")
 
     def trials(self) -> list[dict]:
         out = []
@@ -198,12 +200,13 @@ class DirectionsConfig:
                 for rec in self.reconstructors:
                     for d in self.deformators:
                         out.append({"generator": g, "reconstructor": rec, "deformator": d["deformator"],
-                                    "K": d["K"], "seed": seed, "steps": self.steps_for(g, rec, d["K"])})
+                                    "K": d["K"], "seed": seed,
+                                    "steps": self.steps_for(g, rec, d["K"], d["deformator"])})
                 if self.random_baseline:
                     rec = self.reconstructors[0]
                     K = self.deformators[-1]["K"]
                     out.append({"generator": g, "reconstructor": rec, "deformator": "random", "K": K,
-                                "seed": seed, "steps": self.steps_for(g, rec, K)})
+                                "seed": seed, "steps": self.steps_for(g, rec, K, "random")})
         return out
 
 
