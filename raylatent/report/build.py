@@ -124,8 +124,10 @@ def _directions_found(records) -> list[str]:
     return ["## Directions found", "",
             "For each semantic factor, the best-matching direction of each configuration: |Spearman ρ| "
             "between the shift and the measured attribute / purity (its share of all attribute "
-            "effects); ✓ = found (|ρ| ≥ 0.6 and purity ≥ 0.4). `random`, `sefa` and `ganspace` rows "
-            "are the baselines.", "",
+            "effects, each weighted by its |ρ|; width, height and area count once, as the body "
+            "outline); ✓ = found: some direction is labelled with the factor (|ρ| ≥ 0.6, purity ≥ 0.4; "
+            "an outline direction is `size` when width and height change alike). `random`, `sefa` "
+            "and `ganspace` rows are the baselines. Thickness is below the pixel size under 128².", "",
             tabulate(rows, headers=["configuration", *SEMANTIC, "found"], tablefmt="github",
                      disable_numparse=True), ""]
 

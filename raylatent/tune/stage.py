@@ -38,16 +38,18 @@ def _generator_from_state(kind: str, state: dict, gcfg: dict) -> torch.nn.Module
     from raylatent.models import as_generator
     from raylatent.models.export import build_generator
 
-    return as_generator(build_generator(kind, gcfg, {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}))
+    return as_generator(build_generator(kind, gcfg, {k: torch.from_numpy(np.array(v)) for k, v in state.items()}))
 
 
-def directions_trainable(config: dict, weights: dict | None = None, zreg=None) -> None:
-    """One trial: discovery for config['steps'] steps, reporting to Tune."""
+def directions_trainable(config: dict, weights: dict | None = None, zreg=None, settings: dict | None = None) -> None:
+    """One trial: discovery for config['trial']['steps'] steps, reporting to Tune. The shared
+    settings (directions and generators configuration) come through `with_parameters`, so Tune's
+    console shows each trial's own configuration only."""
     from ray import tune
 
     t = config["trial"]
-    d = DirectionsConfig(**config["directions"])
-    G = _generator_from_state(t["generator"], weights[t["generator"]], config["generators"])
+    d = DirectionsConfig(**settings["directions"])
+    G = _generator_from_state(t["generator"], weights[t["generator"]], settings["generators"])
     cuda = torch.cuda.is_available() and d.gpus_per_trial > 0
     device = "cuda" if cuda else "cpu"
     if not cuda:
@@ -75,7 +77,7 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None) -
                     label_directions(G, disc.A.matrix().detach().cpu(), zreg)))
             tune.report({**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
-        if config.get("fail_once_at") == metrics["step"] and not ckpt:
+        if settings.get("fail_once_at") == metrics["step"] and not ckpt:
             raise RuntimeError(f"injected failure at step {metrics['step']} (test)")
 
     eval_every = min(d.eval_every, t["steps"]) if t["steps"] else 0
@@ -159,7 +161,9 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     trials = sorted(d.trials(), key=lambda t: -t["steps"])
     weights, gcfg = _weights(Path(generators_dir), d.generators)
     zreg = z_regressor(shards)
-    trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg),
+    settings = {"directions": json.loads(json.dumps(asdict(d))), "generators": gcfg, "fail_once_at": fail_once_at}
+    trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg,
+                                                         settings=settings),
                                     {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
     exp_path = out / EXPERIMENT
     if resume and tune.Tuner.can_restore(str(exp_path)):
@@ -170,8 +174,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             shutil.rmtree(exp_path)
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": tune.grid_search(trials), "directions": json.loads(json.dumps(asdict(d))),
-                         "generators": gcfg, "fail_once_at": fail_once_at},
+            param_space={"trial": tune.grid_search(trials)},
             tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
                                         trial_dirname_creator=lambda tr: trial_name(tr.config["trial"]),
                                         trial_name_creator=lambda tr: trial_name(tr.config["trial"])),
