@@ -113,6 +113,11 @@ def slice_truth(f: PatientFactors, z: float, res_mm: float = 1.0) -> dict[str, f
             "factor_breast_cm2": float(breast.sum() * px)}
 
 
+def slice_factors(f: PatientFactors, z: float) -> dict[str, float]:
+    """Every factor_* column of one slice: the generative factors, z and the physical truth."""
+    return {**f.as_row(), "factor_z": z, **slice_truth(f, z)}
+
+
 def render_slice(f: PatientFactors, z: float, matrix: int = 256, seed: int = 0,
                  noise_hu: float = 12.0) -> np.ndarray:
     """One axial slice in HU (float32, matrix x matrix) for factors f at height z."""
@@ -303,8 +308,7 @@ def generate(out: str | os.PathLike, params: PhantomParams, log=print) -> Path:
                 sop = _uid(params.key(), p, s)
                 _dataset(hu, params.matrix, pid, name, study, series, sop, s, z_mm).save_as(
                     sdir / f"{s:04d}.dcm", enforce_file_format=True)
-                rows.append({"sop_instance_uid": sop, "patient": pid, "slice": s, **f.as_row(),
-                             "factor_z": z, **slice_truth(f, z)})
+                rows.append({"sop_instance_uid": sop, "patient": pid, "slice": s, **slice_factors(f, z)})
         with open(tmp / "factors.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()

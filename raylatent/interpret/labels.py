@@ -69,6 +69,7 @@ def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions) -> list[dict]:
         zz = (z[None] + eps[:, None, None] * A[:, k][None, None]).reshape(-1, d)
         att = attributes_of(G(zz), zreg)
         row = {"direction": int(k), "rho": {}, "effect": {}}
+        rel = {}  # relative change of width and height from one sweep end to the other
         for name in SEMANTIC:
             v = att[name].reshape(n_eps, n_latents) - base[name][None]
             e = np.repeat(eps.numpy()[:, None], n_latents, 1)
@@ -78,8 +79,8 @@ def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions) -> list[dict]:
             ends = np.abs(v[[0, -1]])
             ends = ends[np.isfinite(ends)]  # no body found at a sweep end (NaN): no measurable effect
             row["effect"][name] = float(ends.mean() / spread[name]) if ends.size else 0.0
-        rel = {n: float(np.nanmean(att[n].reshape(n_eps, n_latents)[-1] - att[n].reshape(n_eps, n_latents)[0])
-                        / (2 * np.nanmean(np.abs(base[n])) + 1e-9)) for n in ("width", "height")}
+            if name in ("width", "height"):
+                rel[name] = float(np.nanmean(v[-1] - v[0]) / (2 * np.nanmean(np.abs(base[name])) + 1e-9))
         _label(row, rel)
         results.append(row)
     return results

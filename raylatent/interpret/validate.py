@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from raylatent.data.dicom import hu_to_model, model_to_hu
-from raylatent.data.phantom import ATTRIBUTE_TRUTH, render_slice, sample_factors, slice_truth
+from raylatent.data.phantom import ATTRIBUTE_TRUTH, render_slice, sample_factors, slice_factors
 from raylatent.interpret.attributes import measure_batch
 from raylatent.interpret.zposition import ZRegressor
 
@@ -33,8 +33,7 @@ def _slices(patients: int, per_patient: int, sizes, seed: int, random_z: bool, m
             hu = render_slice(f, z, matrix, seed=seed * 100_003 + p * 101 + i)
             for s in sizes:
                 images[s].append(hu_to_model(hu, s))
-            truth.append({**slice_truth(f, z), "factor_rotation": f.rotation, "factor_thickness": f.thickness,
-                          "factor_z": z})
+            truth.append(slice_factors(f, z))
     cols = {k: np.array([t[k] for t in truth]) for k in truth[0]}
     return {s: np.stack(v) for s, v in images.items()}, cols
 

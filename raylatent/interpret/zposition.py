@@ -25,10 +25,9 @@ MARGIN = 1.15             # frame half-width in units of the body's equivalent-e
 HU_BANDS = (-1001.0, -700.0, -400.0, -150.0, -30.0, 100.0, 250.0, 4000.0)
 
 
-def _body_frame(x: np.ndarray, hu: np.ndarray) -> np.ndarray:
+def _body_frame(body: np.ndarray) -> np.ndarray:
     """2 x 3 affine (torch affine_grid convention) from the body frame to the image."""
-    n = x.shape[-1]
-    body = body_mask(hu)
+    n = body.shape[-1]
     var_w, var_h, angle, rc = _principal_axes(body)
     if body.sum() < 10 or not np.isfinite(rc).all():
         var_w = var_h = (n / 4) ** 2
@@ -50,8 +49,8 @@ def features(images) -> np.ndarray:
     thetas, bands = [], []
     for img in x:
         hu = model_to_hu(img)
-        thetas.append(_body_frame(img, hu))
         body = body_mask(hu)
+        thetas.append(_body_frame(body))
         bands.append(np.histogram(hu[body], bins=HU_BANDS)[0] / max(1, int(body.sum())))
     t = torch.as_tensor(x)[:, None]
     grid = F.affine_grid(torch.tensor(np.stack(thetas), dtype=torch.float32), [len(x), 1, FRAME, FRAME],
