@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from raylatent.config import ConfigError, Grid, IngestConfig, load_grid
+from raylatent.discovery import DISCOVERY_VERSION
 
 
 def _hash(*parts: str) -> str:
@@ -32,7 +33,7 @@ class Plan:
         self.phantom = run_dir / "phantom"
         self.data = run_dir / "data" / kd
         self.generators = run_dir / "generators" / _hash(kd, kg)
-        self.directions = run_dir / "directions" / _hash(kd, kg, kt)
+        self.directions = run_dir / "directions" / _hash(kd, kg, kt, DISCOVERY_VERSION)
 
 
 def _stage(name: str, log=print):

@@ -174,6 +174,9 @@ class DirectionsConfig:
                 raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, "
                                   f"deformator, K)")
         self.seeds = tuple(int(s) for s in self.seeds)
+        for name in ("batch", "eval_n"):  # the reconstructors' BatchNorm layers need two samples
+            if getattr(self, name) < 2:
+                raise ConfigError(f"directions.{name}: {getattr(self, name)} (must be at least 2)")
         for name in ("lr_by_reconstructor", "width_by_reconstructor"):
             setattr(self, name, dict(getattr(self, name) or {}))
             for k, v in getattr(self, name).items():

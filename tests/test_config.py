@@ -50,6 +50,7 @@ def test_seeds_axis_and_overrides():
     ("nonsense: 1\n", [], "unknown section 'nonsense'"),
     ("generators: {epochs: 2, keep_last: 5}\n", [], "keep_last"),
     ("directions: {lr_by_reconstructor: {vgg: 0.1}}\n", [], "lr_by_reconstructor"),
+    ("directions: {batch: 1}\n", [], "directions.batch: 1"),
 ])
 def test_bad_grids_give_one_line_errors(tmp_path, capsys, text, override, msg):
     p = tmp_path / "g.yaml"

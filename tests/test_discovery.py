@@ -93,6 +93,7 @@ def test_evaluation_is_held_out_and_leaves_state_alone():
     for k, v in disc.R.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert evaluate(disc, n=64, seed=1) != m1
+    assert 0 <= evaluate(disc, n=17)["rca"] <= 1  # 8 + 8 + 1 would hand BatchNorm a batch of one
 
 
 def test_export_round_trip_and_traversal(tmp_path):

@@ -57,6 +57,17 @@ def test_reconstructor_heads(kind, size):
         assert R.features.conv1.in_channels == 2
 
 
+def test_lenet_is_the_authors_shift_predictor():
+    """6/16/120 channels and two-layer heads (Linear 120-84, BatchNorm, ReLU, Linear 84-K) for both
+    outputs, as Voynov & Babenko's LeNetShiftPredictor at its default width."""
+    R = make_reconstructor("lenet", K=7)
+    convs = [m for m in R.features if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(2, 6), (6, 16), (16, 120)]
+    for head, out in ((R.direction, 7), (R.shift, 1)):
+        assert [type(m).__name__ for m in head] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+        assert (head[0].in_features, head[0].out_features, head[3].out_features) == (120, 84, out)
+
+
 def test_resnet_width_one_is_torchvision_resnet18_and_narrower_is_cheaper():
     from torchvision.models import resnet18
 

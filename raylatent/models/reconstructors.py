@@ -7,7 +7,18 @@ import torch
 from torch import nn
 
 
+def _mlp_head(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    """The authors' LeNet heads are two layers (Linear-BN-ReLU-Linear), not one: on the smoke
+    generators one linear layer reached about half the held-out RCA in the same steps (GAN K=100
+    0.15 vs 0.50, VAE ortho K=32 0.11 vs 0.24) at the same cost per step."""
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(True),
+                         nn.Linear(hidden, n_out))
+
+
 class LeNetReconstructor(nn.Module):
+    """Voynov & Babenko's LeNetShiftPredictor at its default width (6/16/120 channels, 84-unit
+    heads); 5x5 convolutions padded here so a 32^2 input keeps an 8^2 map before the mean pool."""
+
     def __init__(self, K: int, width: float = 1.0, channels: int = 1):
         super().__init__()
         c1, c2, c3 = (max(1, round(c * width)) for c in (6, 16, 120))
@@ -16,8 +27,8 @@ class LeNetReconstructor(nn.Module):
             nn.Conv2d(c1, c2, 5, padding=2), nn.BatchNorm2d(c2), nn.ReLU(True), nn.MaxPool2d(2),
             nn.Conv2d(c2, c3, 5, padding=2), nn.BatchNorm2d(c3), nn.ReLU(True),
             nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.direction = nn.Linear(c3, K)
-        self.shift = nn.Linear(c3, 1)
+        self.direction = _mlp_head(c3, max(1, round(84 * width)), K)
+        self.shift = _mlp_head(c3, max(1, round(84 * width)), 1)
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(torch.cat([x0, x1], dim=1))
