@@ -79,3 +79,20 @@ def test_cluster_yaml_validates_with_rays_schema():
     bad = dict(cfg, head_node_type="nope")
     with pytest.raises(Exception):
         validate_config(prepare_config(bad))
+
+
+def test_no_dashboard_quiets_only_the_train_cleaner_that_needs_the_state_api():
+    import logging
+
+    from ray.train.v2._internal.execution.controller import placement_group_cleaner
+
+    from raylatent.ablate import _quiet_without_state_api
+
+    cleaner = placement_group_cleaner.logger
+    before = cleaner.level
+    try:
+        _quiet_without_state_api()
+        assert not cleaner.isEnabledFor(logging.WARNING)  # the logger Ray uses, by its real name
+        assert logging.getLogger("ray.train").level != logging.ERROR  # nothing wider
+    finally:
+        cleaner.setLevel(before)

@@ -15,26 +15,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import linalg
 from torch import nn
 
 FALLBACK_NAME = "fallback:random-conv-256 (seed 0; not comparable with published FID)"
 INCEPTION_NAME = "inception-v3 (pytorch-fid, pool3 2048)"
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2}), as pytorch-fid computes it."""
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2}).
+
+    Tr((S1 S2)^{1/2}) is the sum of the square roots of S1 S2's eigenvalues (real and >= 0 in exact
+    arithmetic: S1 S2 is similar to the PSD S1^{1/2} S2 S1^{1/2}), as torchmetrics computes it. No
+    matrix square root: with as many samples as features (256 here) the covariances are singular and
+    scipy's sqrtm warned on every epoch of every run while giving the same trace."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1.dot(s2), disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * eps
-        covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    eig = np.linalg.eigvals(s1 @ s2)
+    tr_covmean = np.sqrt(eig.astype(np.complex128)).real.sum()
+    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
 def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
