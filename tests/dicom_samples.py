@@ -2,7 +2,6 @@
 them laid out like a TCIA download with bad files mixed in, for the ingest tests."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """The synthetic thorax: valid CT DICOM, realistic HU, and each factor driving its own measurement."""
 import csv
 import hashlib
-from pathlib import Path
 
 import numpy as np
 import pydicom

@@ -1,6 +1,5 @@
 """The report from a fabricated run directory: exact Table 1 values, claims, assets, links."""
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image
