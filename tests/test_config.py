@@ -81,18 +81,24 @@ def test_cluster_yaml_validates_with_rays_schema():
         validate_config(prepare_config(bad))
 
 
-def test_no_dashboard_quiets_only_the_train_cleaner_that_needs_the_state_api():
+def test_worker_hooks_quiet_rays_per_epoch_chatter_by_the_loggers_real_names():
     import logging
 
+    from ray.train.v2._internal.execution import context
     from ray.train.v2._internal.execution.controller import placement_group_cleaner
 
-    from raylatent.ablate import _quiet_without_state_api
+    from raylatent.ablate import _quiet_workers, _quiet_workers_without_state_api
 
-    cleaner = placement_group_cleaner.logger
-    before = cleaner.level
+    loggers = [logging.getLogger("ray.data"), context.logger, placement_group_cleaner.logger]
+    before = [lg.level for lg in loggers]
     try:
-        _quiet_without_state_api()
-        assert not cleaner.isEnabledFor(logging.WARNING)  # the logger Ray uses, by its real name
+        _quiet_workers()
+        assert [lg.isEnabledFor(logging.INFO) for lg in loggers[:2]] == [False, False]
+        assert context.logger.isEnabledFor(logging.WARNING) and placement_group_cleaner.logger.isEnabledFor(
+            logging.WARNING)  # the cleaner only where there is no State API
+        _quiet_workers_without_state_api()
+        assert not placement_group_cleaner.logger.isEnabledFor(logging.WARNING)
         assert logging.getLogger("ray.train").level != logging.ERROR  # nothing wider
     finally:
-        cleaner.setLevel(before)
+        for lg, lvl in zip(loggers, before):
+            lg.setLevel(lvl)

@@ -65,7 +65,7 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
                     fail_at_epoch: int | None = None, log=print) -> dict:
     """Train one generator (resuming its Ray Train run if one exists) and export the chosen
     checkpoint to out/<kind>/."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     dest = out / kind
@@ -85,7 +85,10 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
         run_config=RunConfig(name=f"train-{kind}", storage_path=str((out / "ray_train").resolve()),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last),
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             callbacks=[_progress_callback(kind, cfg.epochs)]),
+                             callbacks=[_progress_callback(kind, cfg.epochs)],
+                             # "Checkpoint successfully created" per worker per epoch: the driver's
+                             # own epoch line says enough
+                             logging_config=LoggingConfig(log_level="WARNING")),
         datasets={"train": _train_dataset(shards, cfg)},
     )
     result = trainer.fit()
