@@ -164,6 +164,11 @@ class DirectionsConfig:
             setattr(self, name, vals)
             if not vals or set(vals) - allowed:
                 raise ConfigError(f"directions.{name}: {list(vals)} (allowed: {sorted(allowed)})")
+        for name in ("deformators", "iterations"):
+            bad = [r for r in getattr(self, name) if not isinstance(r, dict)]
+            if bad:
+                raise ConfigError(f"directions.{name}: {bad[0]!r} is not a mapping (e.g. "
+                                  + ("{deformator: unit, K: 32})" if name == "deformators" else "{K: 100, steps: 500})"))
         self.deformators = tuple(dict(d) for d in self.deformators)
         for d in self.deformators:
             if set(d) != {"deformator", "K"} or d["deformator"] not in ("unit", "ortho", "proj"):
@@ -222,6 +227,22 @@ class ReportConfig:
     gif_dirs_per_file: int = 10
     max_chart_rows: int = 32     # rows per direction-chart page
 
+    def __post_init__(self) -> None:
+        """Checked at load, so a typo fails in the first second and not after the whole study."""
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        if not self.shifts or not all(number(x) for x in self.shifts):
+            raise ConfigError(f"report.shifts: {list(self.shifts)} (a list of numbers, e.g. [-6, 0, 6])")
+        for w in self.windows:
+            if not (isinstance(w, dict) and set(w) == {"name", "center", "width"} and isinstance(w["name"], str)
+                    and number(w["center"]) and number(w["width"]) and w["width"] > 0):
+                raise ConfigError(f"report.windows: {w!r} (need name, center and width > 0 in HU, e.g. "
+                                  "{name: lung, center: -600, width: 1500})")
+        for name in ("gif_dirs_per_file", "max_chart_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"report.{name}: {getattr(self, name)} (must be at least 1)")
+
 
 @dataclass
 class Grid:
@@ -265,6 +286,10 @@ def _build(cls, values: dict, where: str):
             raise ConfigError(f"{where}.{k}: expected true/false, got {v!r}")
         if t == "str" and not isinstance(v, str):
             raise ConfigError(f"{where}.{k}: expected a string, got {v!r}")
+        if t == "tuple" and not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{where}.{k}: expected a list, got {v!r}")
+        if t == "dict" and v is not None and not isinstance(v, dict):
+            raise ConfigError(f"{where}.{k}: expected a mapping, got {v!r}")
     try:
         return cls(**{k: (int(v) if str(types[k]) == "int" else v) for k, v in values.items()})
     except ConfigError as e:

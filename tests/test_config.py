@@ -51,6 +51,10 @@ def test_seeds_axis_and_overrides():
     ("generators: {epochs: 2, keep_last: 5}\n", [], "keep_last"),
     ("directions: {lr_by_reconstructor: {vgg: 0.1}}\n", [], "lr_by_reconstructor"),
     ("directions: {batch: 1}\n", [], "directions.batch: 1"),
+    ("data: {}\n", ["directions.iterations=5"], "directions.iterations: expected a list, got 5"),
+    ("data: {}\n", ["directions.iterations=[500]"], "directions.iterations: 500 is not a mapping"),
+    ("directions: {lr_by_reconstructor: 0.1}\n", [], "directions.lr_by_reconstructor: expected a mapping"),
+    ("report: {windows: [{name: lung, center: -600}]}\n", [], "report.windows: {'name': 'lung'"),
 ])
 def test_bad_grids_give_one_line_errors(tmp_path, capsys, text, override, msg):
     p = tmp_path / "g.yaml"

@@ -90,3 +90,20 @@ def test_directions_found_table_and_labelled_chart_rows(reports):
     assert "0.90 / 0.70 ✓" in row and row.rstrip("| ").endswith("1")
     row = next(x for x in text.splitlines() if x.startswith("| gan-lenet-ortho-K32-s0 "))
     assert "✓" not in row
+
+
+@pytest.mark.parametrize("damage,msg", [("missing", "no generator checkpoint"),
+                                        ("truncated", "unreadable generator checkpoint")])
+def test_a_missing_or_damaged_generator_is_a_one_line_error_naming_the_file(tmp_path, capsys, damage, msg):
+    from raylatent.report.__main__ import main as report_main
+
+    run = fake_run(tmp_path / "run", good, seeds=(0,))
+    weights = run / "generators" / "g" / "vae" / "generator.pt"
+    data = weights.read_bytes()
+    weights.unlink()
+    if damage == "truncated":
+        weights.write_bytes(data[: len(data) // 3])
+    assert report_main([str(run), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(weights) in err and msg in err
+    assert not (tmp_path / "rep" / "REPORT.md").exists()

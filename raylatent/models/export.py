@@ -18,8 +18,24 @@ def save_generator(path: str | os.PathLike, kind: str, state_dict: dict, epoch: 
 
 
 def read_generator(folder: str | os.PathLike, kind: str) -> dict:
-    """The saved record ({model, kind, epoch, config}); FileNotFoundError when absent."""
-    return torch.load(Path(folder) / kind / WEIGHTS, map_location="cpu", weights_only=True)
+    """The saved record ({model, kind, epoch, config}); a one-line ConfigError naming the file and
+    the fix when it is missing or unreadable (a copy cut short, a disk filled up)."""
+    from raylatent.config import ConfigError
+
+    path = Path(folder) / kind / WEIGHTS
+    if not path.exists():
+        raise ConfigError(f"{path}: no generator checkpoint (run the generators stage: python -m raylatent.ablate)")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(record, dict) or not {"model", "config"} <= set(record):
+            raise ValueError("not a raylatent generator export")
+    except Exception as e:  # torch raises RuntimeError, pickle errors, EOFError... for a damaged file
+        reason = str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__
+        # directions learned on the old generator would be stale: they go too (run/generators/<key>/<kind>)
+        stale = f" and {path.parents[3] / 'directions'}" if path.parents[2].name == "generators" else ""
+        raise ConfigError(f"{path}: unreadable generator checkpoint ({reason}); delete {path.parent}{stale} and "
+                          f"rerun python -m raylatent.ablate to train it again") from None
+    return record
 
 
 def build_generator(kind: str, config: dict, state_dict: dict) -> nn.Module:

@@ -19,10 +19,12 @@ from raylatent.report.tables import claims, table1
 LATEST = "latest.json"
 
 
-def _load_models(gen_dir: Path) -> dict:
-    from raylatent.models.export import WEIGHTS, load_exported
+def _load_models(gen_dir: Path, kinds) -> dict:
+    """Every generator that has direction results; a missing or damaged one is an error, not a
+    report that silently lacks its figures."""
+    from raylatent.models.export import load_exported
 
-    return {kind: load_exported(gen_dir, kind) for kind in ("gan", "vae") if (gen_dir / kind / WEIGHTS).exists()}
+    return {kind: load_exported(gen_dir, kind) for kind in sorted(kinds)}
 
 
 def _G(models: dict, kind: str):
@@ -60,7 +62,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
         mark = "✓" if ok else ("✗" if ok is False else "–")
         md.append(f"- {mark} {text} ({ev})")
     md.append("")
-    models = _load_models(dirs["generators"])
+    models = _load_models(dirs["generators"], {r["generator"] for r in records})
     md += _directions_found(records)
     md += _direction_charts(records, dirs["directions"], models, cfg, assets)
     md += _random_vs_discovered(records, dirs["directions"], models, cfg, assets)
