@@ -32,7 +32,8 @@ def read_generator(folder: str | os.PathLike, kind: str) -> dict:
     except Exception as e:  # torch raises RuntimeError, pickle errors, EOFError... for a damaged file
         reason = str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__
         # directions learned on the old generator would be stale: they go too (run/generators/<key>/<kind>)
-        stale = f" and {path.parents[3] / 'directions'}" if path.parents[2].name == "generators" else ""
+        run = path.parents[3] if len(path.parents) > 3 and path.parents[2].name == "generators" else None
+        stale = f" and {run / 'directions'}" if run else ""
         raise ConfigError(f"{path}: unreadable generator checkpoint ({reason}); delete {path.parent}{stale} and "
                           f"rerun python -m raylatent.ablate to train it again") from None
     return record
