@@ -3,6 +3,7 @@ them laid out like a TCIA download with bad files mixed in, for the ingest tests
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pydicom
@@ -30,6 +31,12 @@ IDENTIFIERS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"
 
 def build_tree(root: Path, n_patients: int = 4, slices: int = 3) -> dict:
     """patient/study/series/NNNN.dcm from real CT files, plus junk; returns the identifiers used."""
+    with warnings.catch_warnings():  # one of pydicom's own sample files carries an invalid UID
+        warnings.simplefilter("ignore", UserWarning)
+        return _build_tree(root, n_patients, slices)
+
+
+def _build_tree(root: Path, n_patients: int, slices: int) -> dict:
     bases = [sample("CT_small.dcm"), sample("693_J2KR.dcm"), sample("bad_sequence.dcm")]
     idents: set[str] = set()
     for p in range(n_patients):
@@ -39,11 +46,11 @@ def build_tree(root: Path, n_patients: int = 4, slices: int = 3) -> dict:
         sdir.mkdir(parents=True)
         for s in range(slices):
             ds = pydicom.dcmread(bases[(p + s) % len(bases)])
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
             ds.PatientID = pid
             ds.PatientName = f"Doe^Jane{p:03d}"
             ds.PatientBirthDate = f"1950{p + 1:02d}{s + 1:02d}"
             ds.AccessionNumber = f"ACC{p:05d}{s}"
-            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
             ds.SOPInstanceUID = generate_uid()
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             ds.ImagePositionPatient = [0.0, 0.0, -10.0 * s]

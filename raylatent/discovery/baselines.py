@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 
+@torch.no_grad()  # directions are data, not part of a graph (W is usually a trainable weight)
 def sefa(W: torch.Tensor, K: int) -> torch.Tensor:
     """W: (F x d) linear map of z. Returns d x K unit columns, largest eigenvalue first."""
     vals, vecs = torch.linalg.eigh(W.T.double() @ W.double())
