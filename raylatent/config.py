@@ -19,6 +19,11 @@ class ConfigError(ValueError):
     """A bad setting; str() is a one-line message naming the setting and the fix."""
 
 
+def _is_number(v) -> bool:
+    """YAML's true/false are ints to Python; a config number is never one."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def resolve_salt(explicit: str | None = None) -> str:
     """The secret that turns patient/series/SOP identifiers into pseudonyms.
 
@@ -185,7 +190,7 @@ class DirectionsConfig:
         for name in ("lr_by_reconstructor", "width_by_reconstructor"):
             setattr(self, name, dict(getattr(self, name) or {}))
             for k, v in getattr(self, name).items():
-                if k not in ("lenet", "resnet") or isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                if k not in ("lenet", "resnet") or not _is_number(v) or v <= 0:
                     raise ConfigError(f"directions.{name}: {k}: {v} (lenet|resnet: a positive number)")
 
     def lr_for(self, reconstructor: str) -> float:
@@ -229,14 +234,11 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         """Checked at load, so a typo fails in the first second and not after the whole study."""
-        def number(v) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-        if not self.shifts or not all(number(x) for x in self.shifts):
+        if not self.shifts or not all(_is_number(x) for x in self.shifts):
             raise ConfigError(f"report.shifts: {list(self.shifts)} (a list of numbers, e.g. [-6, 0, 6])")
         for w in self.windows:
             if not (isinstance(w, dict) and set(w) == {"name", "center", "width"} and isinstance(w["name"], str)
-                    and number(w["center"]) and number(w["width"]) and w["width"] > 0):
+                    and _is_number(w["center"]) and _is_number(w["width"]) and w["width"] > 0):
                 raise ConfigError(f"report.windows: {w!r} (need name, center and width > 0 in HU, e.g. "
                                   "{name: lung, center: -600, width: 1500})")
         for name in ("gif_dirs_per_file", "max_chart_rows"):
@@ -278,7 +280,7 @@ def _build(cls, values: dict, where: str):
     types = {f.name: f.type for f in dataclasses.fields(cls)}
     for k, v in values.items():
         t = str(types[k])
-        if t in ("int", "float") and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        if t in ("int", "float") and not _is_number(v):
             raise ConfigError(f"{where}.{k}: expected a number, got {v!r}")
         if t == "int" and isinstance(v, float) and not v.is_integer():
             raise ConfigError(f"{where}.{k}: expected a whole number, got {v!r}")

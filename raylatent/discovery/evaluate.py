@@ -24,7 +24,8 @@ def evaluate(disc: Discovery, n: int = 1024, batch: int | None = None, seed: int
     correct, abs_err, seen = 0, 0.0, 0
     while seen < n:
         b = min(batch, n - seen)
-        b -= n - seen - b == 1  # never leave a batch of one: BatchNorm in train mode needs two
+        if n - seen - b == 1:  # never leave a batch of one: BatchNorm in train mode needs two
+            b -= 1
         z = torch.randn(b, disc.d, generator=gen, device=disc.device)
         k, eps = sample_shifts(b, disc.cfg.K, disc.cfg, gen, disc.device)
         x0, x1 = disc.G(z), disc.G(z + disc.A(k, eps))
