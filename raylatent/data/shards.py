@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +12,9 @@ import pyarrow.dataset as pads
 
 from raylatent.config import ConfigError
 from raylatent.data.ingest import MANIFEST, SPLITS, load_manifest
+
+if TYPE_CHECKING:  # torch is imported only where a split is loaded (Ray Data readers need none)
+    import torch
 
 
 def _split_dir(root: str | Path, split: str) -> Path:
@@ -38,7 +42,7 @@ def images_from_arrow(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 class Split:
     """One split in memory: images N x 1 x S x S (torch float32) and the per-slice columns."""
 
-    images: "torch.Tensor"  # noqa: F821
+    images: torch.Tensor
     columns: dict[str, np.ndarray]
 
     def __len__(self) -> int:
