@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +47,7 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
     from ray import tune
 
     t = config["trial"]
-    d = DirectionsConfig(**settings["directions"])
+    d: DirectionsConfig = settings["directions"]
     G = _generator_from_state(t["generator"], weights[t["generator"]], settings["generators"])
     cuda = torch.cuda.is_available() and d.gpus_per_trial > 0
     device = "cuda" if cuda else "cpu"
@@ -161,7 +160,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     trials = sorted(d.trials(), key=lambda t: -t["steps"])
     weights, gcfg = _weights(Path(generators_dir), d.generators)
     zreg = z_regressor(shards)
-    settings = {"directions": json.loads(json.dumps(asdict(d))), "generators": gcfg, "fail_once_at": fail_once_at}
+    settings = {"directions": d, "generators": gcfg, "fail_once_at": fail_once_at}
     trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg,
                                                          settings=settings),
                                     {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
