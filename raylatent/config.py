@@ -87,6 +87,7 @@ class GeneratorsConfig:
     noise_steps: int = 5
     smooth_low: float = 0.9      # real targets ~ U[smooth_low, 1]
     augment: bool = True
+    shuffle_buffer: int = 2048   # rows per worker's seeded local shuffle (0 = off; the authors shuffle)
     fid_network: str = "inception"  # inception | fallback
     fid_weights: str = ""        # local pytorch-fid weights file (offline clusters)
     fid_samples: int = 512
@@ -113,6 +114,9 @@ class GeneratorsConfig:
                               f"pt_inception-2015-12-05 weights of pytorch-fid, or leave it empty)")
         if self.num_workers < 1:
             raise ConfigError("generators.num_workers: at least 1")
+        if self.shuffle_buffer and self.shuffle_buffer < self.batch_size:
+            raise ConfigError(f"generators.shuffle_buffer {self.shuffle_buffer}: 0 (off) or at least "
+                              f"batch_size ({self.batch_size}) rows")
 
 
 # --------------------------------------------------------------------------- grids (ablate)
@@ -142,8 +146,8 @@ class DirectionsConfig:
 
     generators: tuple = ("gan", "vae")
     reconstructors: tuple = ("lenet", "resnet")
-    deformators: tuple = ({"deformator": "ortho", "K": 32}, {"deformator": "unit", "K": 32},
-                          {"deformator": "unit", "K": 100})
+    deformators: tuple = ({"deformator": "ortho", "K": 32}, {"deformator": "proj", "K": 32},
+                          {"deformator": "proj", "K": 100})
     seeds: tuple = (0,)
     iterations: tuple = ({"steps": 300},)  # rules, first match wins; keys: generator, reconstructor, deformator, K
     batch: int = 128
@@ -177,7 +181,8 @@ class DirectionsConfig:
         self.deformators = tuple(dict(d) for d in self.deformators)
         for d in self.deformators:
             if set(d) != {"deformator", "K"} or d["deformator"] not in ("unit", "ortho", "proj"):
-                raise ConfigError(f"directions.deformators: {d} (need deformator: unit|ortho|proj and K)")
+                raise ConfigError(f"directions.deformators: {d} (need deformator: proj|unit|ortho and K; "
+                                  f"proj is the paper's unit length, unit our normalised columns)")
         self.iterations = tuple(dict(r) for r in self.iterations)
         for r in self.iterations:
             if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "deformator", "K"}:
@@ -199,7 +204,7 @@ class DirectionsConfig:
     def width_for(self, reconstructor: str) -> float:
         return float(self.width_by_reconstructor.get(reconstructor, self.recon_width))
 
-    def steps_for(self, generator: str, reconstructor: str, K: int, deformator: str = "unit") -> int:
+    def steps_for(self, generator: str, reconstructor: str, K: int, deformator: str = "proj") -> int:
         want = {"generator": generator, "reconstructor": reconstructor, "deformator": deformator, "K": K}
         for r in self.iterations:
             if all(r.get(k, v) == v for k, v in want.items()):
@@ -258,6 +263,17 @@ class Grid:
         if self.generators.size != self.data.size:
             raise ConfigError(f"generators.size {self.generators.size} != data.size {self.data.size} "
                               f"(set both, or only data.size)")
+        from raylatent.models.reconstructors import RECONSTRUCTORS
+
+        for rec in self.directions.reconstructors:
+            need = RECONSTRUCTORS[rec].min_size
+            if self.data.size < need:
+                raise ConfigError(f"data.size {self.data.size}: the {rec} reconstructor needs images of at least "
+                                  f"{need}^2 (its unpadded 5x5 convolutions, as the authors'); raise data.size")
+        for d in self.directions.deformators:
+            if d["deformator"] == "ortho" and d["K"] != self.generators.latent_dim:
+                raise ConfigError(f"directions.deformators: ortho with K={d['K']} (orthonormal directions need "
+                                  f"K = latent_dim = {self.generators.latent_dim})")
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -13,12 +13,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_full_grid_is_the_papers_study():
     g = load_grid("full")
     trials = [t for t in g.directions.trials() if t["deformator"] != "random"]
-    assert len(trials) == 12
-    steps = {(t["generator"], t["reconstructor"], t["deformator"], t["K"]): t["steps"] for t in trials}
-    assert steps[("gan", "lenet", "unit", 32)] == 25000 and steps[("vae", "resnet", "ortho", 32)] == 3000
-    assert steps[("vae", "lenet", "unit", 100)] == 75000 and steps[("vae", "resnet", "unit", 100)] == 4000
-    assert steps[("gan", "lenet", "unit", 100)] == 250000 and steps[("gan", "resnet", "unit", 100)] == 10000
     d = g.directions
+    assert len(trials) == len(d.generators) * len(d.reconstructors) * len(d.deformators) * len(d.seeds)
+    # the paper's three columns, with the authors' deformators; our unit-norm columns as an extra ablation
+    assert [(x["deformator"], x["K"]) for x in d.deformators][:3] == [("ortho", 32), ("proj", 32), ("proj", 100)]
+    steps = {(t["generator"], t["reconstructor"], t["deformator"], t["K"]): t["steps"] for t in trials}
+    assert steps[("gan", "lenet", "proj", 32)] == 25000 and steps[("vae", "resnet", "ortho", 32)] == 3000
+    assert steps[("vae", "lenet", "proj", 100)] == 75000 and steps[("vae", "resnet", "proj", 100)] == 4000
+    assert steps[("gan", "lenet", "proj", 100)] == 250000 and steps[("gan", "resnet", "proj", 100)] == 10000
+    assert steps[("gan", "lenet", "unit", 32)] == steps[("gan", "lenet", "proj", 32)]
     assert (d.batch, d.gamma, d.lr, d.shift_scale, d.min_shift) == (128, 0.25, 1e-4, 6.0, 0.5)
     assert (g.generators.size, g.generators.gan_width, g.generators.epochs, g.generators.keep_last) == (128, 128, 50, 5)
     assert g.generators.latent_dim == 32

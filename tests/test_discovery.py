@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from raylatent.discovery.evaluate import evaluate
-from raylatent.discovery.export import load_directions, save_directions, traversal
+from raylatent.discovery.export import load_directions, load_shift_arrays, save_directions, traversal
 from raylatent.discovery.runner import load_checkpoint, run
 from raylatent.discovery.step import (Discovery, DiscoveryConfig, discovery_loss, reference_step,
                                       sample_shifts)
@@ -24,17 +24,17 @@ def test_shift_sampling_matches_the_authors_distribution():
 @pytest.fixture(scope="module")
 def toy_run():
     torch.manual_seed(0)
-    G = BlobGenerator(latent_dim=8)
+    G = BlobGenerator(latent_dim=8, size=32)  # the authors' unpadded LeNet needs 32^2
     cfg = DiscoveryConfig(K=4, deformator="unit", batch=32, lr=1e-3, lr_directions=1e-2, seed=0)
     disc = Discovery(G, cfg)
     init_mass = (disc.A.matrix()[:4] ** 2).sum(0).detach()
-    history = run(disc, 400, eval_every=100, eval_n=512)
+    history = run(disc, 600, eval_every=100, eval_n=512)
     return disc, history, init_mass
 
 
 def test_rca_rises_far_above_chance(toy_run):
     disc, history, _ = toy_run
-    assert history[0]["step"] == 100 and history[-1]["step"] == 400
+    assert history[0]["step"] == 100 and history[-1]["step"] == 600
     assert history[-1]["rca"] >= 0.85  # chance is 0.25
     assert history[-1]["ls"] < history[0]["ls"]
 
@@ -90,6 +90,8 @@ def test_evaluation_is_held_out_and_leaves_state_alone():
     before = {k: v.clone() for k, v in disc.R.state_dict().items()}
     m1, m2 = evaluate(disc, n=64), evaluate(disc, n=64)
     assert m1 == m2 and 0 <= m1["rca"] <= 1 and m1["ls"] > 0
+    # Ls on the paper's scale: the shift term as it enters the loss (gamma-weighted), as the authors logged it
+    assert m1["ls"] == pytest.approx(disc.cfg.gamma * m1["shift_mae"]) and disc.cfg.gamma == 0.25
     for k, v in disc.R.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert evaluate(disc, n=64, seed=1) != m1
@@ -108,3 +110,25 @@ def test_export_round_trip_and_traversal(tmp_path):
     assert imgs.shape == (2, 3, 2, 1, 32, 32)
     torch.testing.assert_close(imgs[0, 1], imgs[1, 1])  # zero shift is the original
     torch.testing.assert_close(imgs[1, 2], G(z + 3 * torch.as_tensor(A[:, 4])), rtol=1e-5, atol=1e-5)
+
+
+def test_exported_proj_directions_sweep_the_path_the_trial_learned(tmp_path):
+    """The authors' proj shift bends with eps through its bias: an export must carry W and b, and
+    the report's traversal must follow that path, not the straight column."""
+    torch.manual_seed(0)
+    G = DCGANGenerator(8, 32, 4).eval()
+    disc = Discovery(G, DiscoveryConfig(K=5, batch=4, deformator="proj", recon_width=0.5))
+    path = save_directions(tmp_path / "dirs.npz", disc.A.arrays(), disc.cfg.to_dict())
+    arrays = load_shift_arrays(path)
+    assert set(arrays) == {"A", "W", "b"} and load_directions(path)[0].shape == (8, 5)
+    z = torch.randn(2, 8)
+    imgs = traversal(G, arrays, z, shifts=[-1.5, 0, 2.5], directions=[3])
+    for j, eps in ((0, -1.5), (2, 2.5)):
+        with torch.no_grad():
+            want = G(z + disc.A(torch.tensor([3, 3]), torch.tensor([eps, eps])))
+        torch.testing.assert_close(imgs[0, j], want, rtol=1e-5, atol=1e-5)
+    from raylatent.models.directions import shift_fn
+
+    k, eps = torch.tensor([3]), torch.tensor([-1.5])
+    bent, straight = shift_fn(arrays)(k, eps), shift_fn({"A": arrays["A"]})(k, eps)
+    assert float((bent - straight).norm()) > 0.1  # the bias matters at small shifts

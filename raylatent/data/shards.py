@@ -67,9 +67,12 @@ def load_split(root: str | Path, split: str = "train", limit: int | None = None)
     return Split(torch.from_numpy(np.array(images, dtype=np.float32))[:, None], cols)
 
 
-def read_dataset(root: str | Path, split: str = "train", columns: list[str] | None = None):
-    """The split as a Ray Dataset (for Ray Train's `datasets=` / `get_dataset_shard`)."""
+def read_dataset(root: str | Path, split: str = "train", columns: list[str] | None = None,
+                 shuffle_seed: int | None = None):
+    """The split as a Ray Dataset (for Ray Train's `datasets=` / `get_dataset_shard`); with
+    `shuffle_seed`, its files are read in a seeded random order (a new one each execution)."""
     import ray
 
     d = _split_dir(root, split)
-    return ray.data.read_parquet(str(d), columns=columns)
+    shuffle = None if shuffle_seed is None else ray.data.FileShuffleConfig(seed=shuffle_seed)
+    return ray.data.read_parquet(str(d), columns=columns, shuffle=shuffle)

@@ -3,4 +3,6 @@
 DISCOVERY_VERSION enters the directions stage's cache key: bump it when a code change alters what
 a trial learns (the grid's YAML alone would not tell a rerun that cached results are stale)."""
 
-DISCOVERY_VERSION = "discovery-v2"  # v2: LeNet's two-layer heads, as the authors' code has them
+# v2: LeNet's two-layer heads, as the authors' code has them; v3: unpadded LeNet, the authors' proj
+# deformator (bias, 0.1 init), ResNet conv1 re-initialised, Ls on the paper's (gamma-weighted) scale
+DISCOVERY_VERSION = "discovery-v3"

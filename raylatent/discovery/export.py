@@ -10,13 +10,16 @@ import torch
 from torch import nn
 
 
-def save_directions(path: str | os.PathLike, A: torch.Tensor, config: dict) -> Path:
-    """npz with A (d x K, unit columns), K, d and the configuration as JSON."""
+def save_directions(path: str | os.PathLike, A: torch.Tensor | dict, config: dict) -> Path:
+    """npz with A (d x K, unit columns), K, d, the configuration as JSON, and any other array
+    the direction model's shift needs (a dict from `Directions.arrays()`, e.g. proj's W and b)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    A = A.detach().cpu().numpy().astype(np.float32)
+    arrays = A if isinstance(A, dict) else {"A": A}
+    arrays = {k: torch.as_tensor(v).detach().cpu().numpy().astype(np.float32) for k, v in arrays.items()}
+    d, K = arrays["A"].shape
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-    np.savez(tmp, A=A, K=A.shape[1], d=A.shape[0], config=json.dumps(config, sort_keys=True))
+    np.savez(tmp, **arrays, K=K, d=d, config=json.dumps(config, sort_keys=True))
     os.replace(tmp, path)
     return path
 
@@ -26,17 +29,29 @@ def load_directions(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         return f["A"], json.loads(str(f["config"]))
 
 
+def load_shift_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an export (A, and W and b for the authors' proj deformator)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files if k in ("A", "W", "b")}
+
+
 @torch.no_grad()
-def traversal(G: nn.Module, A: torch.Tensor | np.ndarray, z: torch.Tensor, shifts, directions=None,
+def traversal(G: nn.Module, A: torch.Tensor | np.ndarray | dict, z: torch.Tensor, shifts, directions=None,
               batch: int = 256) -> torch.Tensor:
-    """Images G(z + s * a_k): tensor (n_dirs, n_shifts, n_z, C, H, W), on the CPU."""
+    """Images G(z + shift_k(s)): tensor (n_dirs, n_shifts, n_z, C, H, W), on the CPU. A is the
+    d x K matrix (shift s * a_k) or the arrays of an export (the exact shift of its model)."""
+    from raylatent.models.directions import shift_fn
+
     G.eval()
     dev = next(G.parameters()).device
-    A = torch.as_tensor(A, dtype=torch.float32, device=dev)
+    arrays = A if isinstance(A, dict) else {"A": A}
+    fn, K = shift_fn(arrays), np.asarray(arrays["A"]).shape[1]
     z = z.to(dev)
-    dirs = list(range(A.shape[1])) if directions is None else list(directions)
+    dirs = list(range(K)) if directions is None else list(directions)
     s = torch.as_tensor(list(shifts), dtype=torch.float32, device=dev)
-    zs = z[None, None] + s[None, :, None, None] * A.T[dirs][:, None, None, :]  # D x S x N x d
+    k = torch.as_tensor(dirs, device=dev).repeat_interleave(len(s))
+    delta = fn(k, s.repeat(len(dirs))).reshape(len(dirs), len(s), -1)  # D x S x d
+    zs = z[None, None] + delta[:, :, None, :]  # D x S x N x d
     flat = zs.reshape(-1, z.shape[1])
     out = torch.cat([G(flat[i:i + batch]).cpu() for i in range(0, flat.shape[0], batch)])
     return out.reshape(len(dirs), len(s), z.shape[0], *out.shape[1:])

@@ -1,7 +1,8 @@
 """One step of Voynov & Babenko's direction discovery, vectorised.
 
 z ~ N(0, I); k ~ U{0..K-1}; eps ~ U[-s, s] with |eps| pushed up to at least min_shift;
-loss = CE(k, k_hat) + gamma * |eps - eps_hat|. G is frozen (eval mode, no parameter grads); G(z)
+loss = CE(k, k_hat) + gamma * |eps - eps_hat|; the reported Ls is that second term, gamma
+included, as the authors logged it. G is frozen (eval mode, no parameter grads); G(z)
 needs no autograd at all, G(z + shift) needs it only to reach A.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from raylatent.models.reconstructors import make_reconstructor
 @dataclass
 class DiscoveryConfig:
     K: int = 32
-    deformator: str = "unit"       # unit | proj | ortho | random
+    deformator: str = "proj"       # proj (the paper's unit length) | unit (ours) | ortho | random
     reconstructor: str = "lenet"   # lenet | resnet
     recon_width: float = 1.0       # reconstructor channel width factor (1 = the paper's)
     batch: int = 128
@@ -98,7 +99,8 @@ class Discovery:
             self.opt_A.step()
         self.step_count += 1
         acc = (logits.argmax(1) == k).float().mean()
-        return {"loss": loss.item(), "ce": ce.item(), "train_rca": acc.item(), "train_ls": ls.item()}
+        return {"loss": loss.item(), "ce": ce.item(), "train_rca": acc.item(),
+                "train_ls": cfg.gamma * ls.item(), "train_shift_mae": ls.item()}
 
     def state_dict(self) -> dict:
         return {"A": self.A.state_dict(), "R": self.R.state_dict(), "opt_R": self.opt_R.state_dict(),

@@ -56,9 +56,12 @@ def score_directions(G, A, n_latents: int = 8, shift: float = 4.0, n_eps: int = 
 
 
 def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions) -> list[dict]:
+    from raylatent.models.directions import shift_fn
+
     G.eval()
-    A = torch.as_tensor(np.asarray(A), dtype=torch.float32)
-    d, K = A.shape
+    arrays = A if isinstance(A, dict) else {"A": A}  # an export's arrays: the model's exact shift
+    fn = shift_fn(arrays)
+    d, K = np.asarray(arrays["A"]).shape
     z = torch.randn(n_latents, d, generator=torch.Generator().manual_seed(seed))
     eps = torch.linspace(-shift, shift, n_eps)
     base = attributes_of(G(z), zreg)
@@ -66,7 +69,7 @@ def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions) -> list[dict]:
     spread = {k: max(float(np.nan_to_num(np.nanstd(v))), MIN_SPREAD[k]) for k, v in pop.items()}
     results = []
     for k in (range(K) if directions is None else directions):
-        zz = (z[None] + eps[:, None, None] * A[:, k][None, None]).reshape(-1, d)
+        zz = (z[None] + fn(torch.full((n_eps,), int(k)), eps)[:, None]).reshape(-1, d)
         att = attributes_of(G(zz), zreg)
         row = {"direction": int(k), "rho": {}, "effect": {}}
         rel = {}  # relative change of width and height from one sweep end to the other

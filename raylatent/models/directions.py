@@ -1,16 +1,26 @@
 """Direction models A in R^{d x K}: map (direction index k, shift eps) to a latent shift.
 
-- unit:   K free columns, normalised to unit length in the forward pass (Voynov & Babenko's
-          "unit length"); no bias, so the shift is exactly eps * a_k.
-- proj:   the authors' code's variant: a linear layer *with bias* applied to eps * e_k, its output
-          rescaled to norm |eps|. Because of the bias the direction depends on eps (it is not a
-          fixed column); kept only for a faithful comparison.
-- ortho:  K = d, A = exp(S - S^T) (torch.linalg.matrix_exp): special orthogonal by construction.
-- random: fixed random unit columns (orthonormal when K <= d and ortho=True): the baseline of the
-          paper's Figs 9-10.
+- proj:   the paper's "Unit Length" (and "100 Directions") columns, as the authors' code built them
+          (Voynov & Babenko's `DeformatorType.PROJECTIVE`, chosen in their `TrainDirections.py`):
+          a Linear(K, d) *with a trained bias* applied to eps * e_k, weights initialised
+          0.1 * N(0, 1), the bias at nn.Linear's default U(-1/sqrt(K), 1/sqrt(K)), and the output
+          rescaled to norm |eps|. A shift of eps moves exactly |eps| in latent space, but along
+          (eps * w_k + b), so the direction depends on eps (and on its sign) through the bias.
+- unit:   our own variant, not the paper's: K free columns normalised to unit length, no bias, so
+          the shift is exactly eps * a_k. Kept as a separate ablation row.
+- ortho:  K = d, A = exp(S - S^T), S ~ N(0, 1) (the authors' `log_mat_half` with random_init, the
+          setting their script uses): special orthogonal by construction.
+- random: fixed random unit columns (orthonormal when K <= d): the baseline of Figs 9-10.
+
+Every model exports `arrays()`: the d x K unit columns a reader sees (`A`) plus whatever else its
+shift needs (proj: the raw weight `W` and bias `b`); `shift_fn(arrays)` rebuilds the exact shift
+from those arrays, so the report's sweeps and the labels follow the path the trial learned.
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +40,10 @@ class Directions(nn.Module):
         """Shifts (B x d) for direction indices k (B,) and magnitudes eps (B,)."""
         return eps[:, None] * self.matrix().T[k]
 
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """What an export needs to rebuild this model's shifts (see `shift_fn`)."""
+        return {"A": self.matrix()}
+
 
 class UnitDirections(Directions):
     kind = "unit"
@@ -42,26 +56,34 @@ class UnitDirections(Directions):
         return self.A / self.A.norm(dim=0, keepdim=True)
 
 
+def proj_shift(W: torch.Tensor, b: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The authors' projective shift: (eps * w_k + b) rescaled to norm |eps| (B x d)."""
+    out = eps[:, None] * W.T[k] + b
+    return out * (eps.abs()[:, None] / out.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+
 class ProjDirections(Directions):
     kind = "proj"
 
     def __init__(self, latent_dim: int, K: int, generator: torch.Generator | None = None):
         super().__init__(latent_dim, K)
         self.linear = nn.Linear(K, latent_dim, bias=True)
+        bound = 1.0 / K ** 0.5  # nn.Linear's default bias init, the authors never touch it
         with torch.no_grad():
-            self.linear.weight.copy_(torch.randn(latent_dim, K, generator=generator) / K ** 0.5)
-            self.linear.bias.zero_()
+            self.linear.weight.copy_(0.1 * torch.randn(latent_dim, K, generator=generator))
+            self.linear.bias.copy_((torch.rand(latent_dim, generator=generator) * 2 - 1) * bound)
 
     def forward(self, k, eps):
-        x = torch.zeros(k.shape[0], self.K, device=eps.device, dtype=eps.dtype)
-        x[torch.arange(k.shape[0], device=k.device), k] = eps
-        out = self.linear(x)
-        return out * (eps.abs()[:, None] / out.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        return proj_shift(self.linear.weight, self.linear.bias, k, eps)
 
     def matrix(self):
-        eye = torch.eye(self.K, device=self.linear.weight.device)
-        cols = self.linear(eye).T  # direction at eps = +1
-        return cols / cols.norm(dim=0, keepdim=True)
+        """The columns w_k / |w_k|: the direction a large positive shift tends to (the bias
+        bends it at small |eps|; `arrays()` carries the bias for exact sweeps)."""
+        W = self.linear.weight
+        return W / W.norm(dim=0, keepdim=True)
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        return {"A": self.matrix(), "W": self.linear.weight, "b": self.linear.bias}
 
 
 class OrthoDirections(Directions):
@@ -116,3 +138,22 @@ def make_directions(kind: str, latent_dim: int, K: int, seed: int = 0) -> Direct
     if kind == "random":
         return RandomDirections(latent_dim, K, g, ortho=K <= latent_dim)
     raise ValueError(f"deformator {kind!r}: must be one of unit, proj, ortho, random")
+
+
+def shift_fn(arrays: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(k, eps) -> B x d latent shifts from exported arrays: the proj path when a bias was
+    exported, eps * a_k otherwise."""
+    A = torch.as_tensor(np.asarray(arrays["A"]), dtype=torch.float32)
+    if "b" in arrays:
+        W = torch.as_tensor(np.asarray(arrays["W"]), dtype=torch.float32)
+        b = torch.as_tensor(np.asarray(arrays["b"]), dtype=torch.float32)
+
+        def proj(k, eps):
+            return proj_shift(W.to(eps.device), b.to(eps.device), k, eps)
+
+        return proj
+
+    def linear(k, eps):
+        return eps[:, None] * A.to(eps.device).T[k]
+
+    return linear

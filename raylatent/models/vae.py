@@ -1,63 +1,99 @@
-"""ResNet VAE after LukeDitria's CNN-VAE (which the paper's authors followed): residual down
-blocks to mu and log-variance at 1x1xd, residual up blocks back to a Tanh image."""
+"""The authors' ResNet VAE (their `Models/VAE.py`, after LukeDitria's CNN-VAE), at any
+power-of-two size.
+
+Encoder: residual down blocks that halve with *average pooling* down to 4^2, then mu and
+log-variance from a 4x4 convolution of stride 4 (1x1 x d). Decoder: residual up blocks with
+nearest-neighbour upsampling from 1x1 all the way up, then a 3x3 convolution and Tanh. At 128^2
+and base width 64 this is their network exactly: 5 down blocks (64, 128, 256, 512, 512 channels)
+and 7 up blocks (1024, 512, 512, 256, 128, 64, 32). Smaller images drop the widest blocks.
+
+The activation is `F.rrelu` called as they call it: the functional form defaults to
+training=False, so it is a fixed leaky ReLU of slope (1/8 + 1/3) / 2, not a randomised one.
+"""
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from raylatent.models.dcgan import _n_blocks
+# the authors' channel multipliers at 128^2 (the decoder's are listed from its 1x1 input)
+ENCODER_MULTS = (1, 2, 4, 8, 8)
+DECODER_MULTS = (16, 8, 8, 4, 2, 1, 0.5)
 
 
 class ResDown(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, scale: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout // 2, 3, 2, 1)
-        self.bn1 = nn.BatchNorm2d(cout // 2)
-        self.conv2 = nn.Conv2d(cout // 2, cout, 3, 1, 1)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.skip = nn.Conv2d(cin, cout, 3, 2, 1)
-        self.act = nn.ELU()
-
-    def forward(self, x):
-        s = self.skip(x)
-        x = self.act(self.bn1(self.conv1(x)))
-        return self.act(self.bn2(self.conv2(x)) + s)
-
-
-class ResUp(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.conv1 = nn.Conv2d(cin, cout // 2, 3, 1, 1)
         self.bn1 = nn.BatchNorm2d(cout // 2)
         self.conv2 = nn.Conv2d(cout // 2, cout, 3, 1, 1)
         self.bn2 = nn.BatchNorm2d(cout)
         self.skip = nn.Conv2d(cin, cout, 3, 1, 1)
-        self.act = nn.ELU()
+        self.pool = nn.AvgPool2d(scale, scale)
 
     def forward(self, x):
-        x = self.up(x)
-        s = self.skip(x)
-        x = self.act(self.bn1(self.conv1(x)))
-        return self.act(self.bn2(self.conv2(x)) + s)
+        s = self.skip(self.pool(x))
+        x = F.rrelu(self.bn1(self.conv1(x)))
+        x = self.bn2(self.conv2(self.pool(x)))
+        return F.rrelu(x + s)
 
 
-def _widths(size: int, ch: int, max_mult: int = 8) -> list[int]:
-    n = _n_blocks(size)
-    return [ch * min(2 ** i, max_mult) for i in range(n + 1)]
+class ResUp(nn.Module):
+    def __init__(self, cin: int, cout: int, scale: int = 2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout // 2, 3, 1, 1)
+        self.bn1 = nn.BatchNorm2d(cout // 2)
+        self.conv2 = nn.Conv2d(cout // 2, cout, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.up = nn.Upsample(scale_factor=scale, mode="nearest")
+
+    def linear_part(self, x):
+        """The block's two linear maps of its input (conv1, and the skip after upsampling)."""
+        return torch.cat([self.conv1(x).flatten(1), self.skip(self.up(x)).flatten(1)], dim=1)
+
+    def forward(self, x):
+        s = self.skip(self.up(x))
+        x = F.rrelu(self.bn1(self.conv1(x)))
+        x = self.bn2(self.conv2(self.up(x)))
+        return F.rrelu(x + s)
+
+
+def _log2(size: int) -> int:
+    n = math.log2(size)
+    if size < 8 or n != int(n):
+        raise ValueError(f"image size {size}: must be a power of two >= 8 (e.g. 32, 64, 128)")
+    return int(n)
+
+
+def encoder_widths(size: int, ch: int) -> list[int]:
+    """Output channels of the down blocks: the authors' list, cut or extended (at 8ch) so the
+    last block ends at 4^2."""
+    n = _log2(size) - 2
+    mults = list(ENCODER_MULTS[:n]) + [ENCODER_MULTS[-1]] * max(0, n - len(ENCODER_MULTS))
+    return [int(ch * m) for m in mults]
+
+
+def decoder_widths(size: int, ch: int) -> list[int]:
+    """Output channels of the up blocks (1x1 -> size^2): the last log2(size) of the authors'
+    list, extended at its wide end (16ch) for sizes above 128."""
+    n = _log2(size)
+    mults = [DECODER_MULTS[0]] * max(0, n - len(DECODER_MULTS)) + list(DECODER_MULTS[-n:])
+    return [max(1, int(ch * m)) for m in mults]
 
 
 class Encoder(nn.Module):
     def __init__(self, latent_dim: int, size: int, ch: int, channels: int = 1):
         super().__init__()
-        w = _widths(size, ch)
-        self.conv_in = nn.Conv2d(channels, w[0], 3, 1, 1)
+        w = [channels, *encoder_widths(size, ch)]
         self.blocks = nn.Sequential(*[ResDown(w[i], w[i + 1]) for i in range(len(w) - 1)])
-        self.mu = nn.Conv2d(w[-1], latent_dim, 4, 1, 0)
-        self.logvar = nn.Conv2d(w[-1], latent_dim, 4, 1, 0)
+        self.mu = nn.Conv2d(w[-1], latent_dim, 4, 4)
+        self.logvar = nn.Conv2d(w[-1], latent_dim, 4, 4)
 
     def forward(self, x):
-        h = self.blocks(self.conv_in(x))
+        h = self.blocks(x)
         return self.mu(h).flatten(1), self.logvar(h).flatten(1)
 
 
@@ -66,20 +102,23 @@ class Decoder(nn.Module):
 
     def __init__(self, latent_dim: int, size: int, ch: int, channels: int = 1):
         super().__init__()
-        w = _widths(size, ch)[::-1]
+        w = [latent_dim, *decoder_widths(size, ch)]
         self.latent_dim, self.size = latent_dim, size
-        self.conv_in = nn.ConvTranspose2d(latent_dim, w[0], 4, 1, 0)
         self.blocks = nn.Sequential(*[ResUp(w[i], w[i + 1]) for i in range(len(w) - 1)])
         self.conv_out = nn.Conv2d(w[-1], channels, 3, 1, 1)
 
+    def first_layer(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's first linear maps of z (GANSpace's activations, SeFa's weight)."""
+        return self.blocks[0].linear_part(z.view(z.shape[0], self.latent_dim, 1, 1))
+
     @property
     def first_linear(self) -> torch.Tensor:
-        w = self.conv_in.weight
-        return w.reshape(w.shape[0], -1).T
+        """(F x d): the first layer as a matrix, read off by probing it with the unit vectors."""
+        eye = torch.eye(self.latent_dim, device=self.conv_out.weight.device)
+        return (self.first_layer(eye) - self.first_layer(torch.zeros_like(eye))).T
 
     def forward(self, z):
-        h = self.blocks(torch.nn.functional.elu(self.conv_in(z.view(z.shape[0], self.latent_dim, 1, 1))))
-        return torch.tanh(self.conv_out(h))
+        return torch.tanh(self.conv_out(self.blocks(z.view(z.shape[0], self.latent_dim, 1, 1))))
 
 
 class VAE(nn.Module):

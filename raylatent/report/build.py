@@ -12,11 +12,12 @@ import numpy as np
 import torch
 
 from raylatent.config import ConfigError, ReportConfig
-from raylatent.discovery.export import load_directions, traversal
+from raylatent.discovery.export import load_shift_arrays, traversal
 from raylatent.report import figures as F
 from raylatent.report.tables import claims, table1
 
 LATEST = "latest.json"
+UNIT_LENGTH = ("proj", "unit")  # the paper's unit-length directions (the authors' proj), then ours
 
 
 def _load_models(gen_dir: Path, kinds) -> dict:
@@ -97,8 +98,8 @@ def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
     return lines + [""]
 
 
-def _chart(G, A: np.ndarray, dirs: list[int], shifts, seed: int, cfg: ReportConfig) -> np.ndarray:
-    z = _latents(1, A.shape[0], seed)
+def _chart(G, A: dict, dirs: list[int], shifts, seed: int, cfg: ReportConfig) -> np.ndarray:
+    z = _latents(1, A["A"].shape[0], seed)
     imgs = traversal(G, A, z, shifts, dirs)[:, :, 0, 0]  # D x S x H x W
     w = cfg.windows[0]
     return F.window(imgs, w["center"], w["width"])
@@ -142,13 +143,13 @@ def _direction_charts(records, ddir: Path, models, cfg: ReportConfig, assets: Pa
     for r in records:
         if r["deformator"] == "random" or r["generator"] not in models:
             continue
-        A, _ = load_directions(ddir / r["directions"])
+        A = load_shift_arrays(ddir / r["directions"])
         G = _G(models, r["generator"])
         scores = "" if r["rca"] is None else f" (RCA {r['rca']:.3f}, Ls {r['ls']:.3f})"
         md.append(f"### {r['trial']}{scores}")
         lab = _labels(ddir, r)
         names = [x["label"] for x in lab["directions"]] if lab else None
-        K = A.shape[1]
+        K = A["A"].shape[1]
         for page, start in enumerate(range(0, K, cfg.max_chart_rows)):
             ids = list(range(start, min(K, start + cfg.max_chart_rows)))
             name = f"chart-{r['trial']}-p{page + 1}.png"
@@ -173,13 +174,13 @@ def _random_vs_discovered(records, ddir, models, cfg, assets) -> list[str]:
     md = ["## Random vs discovered directions (paper Figs 9-10)", ""]
     for gen in ("gan", "vae"):
         rnd = [r for r in records if r["generator"] == gen and r["deformator"] == "random"]
-        disc = sorted([r for r in records if r["generator"] == gen and r["deformator"] == "unit"],
-                      key=lambda r: (-r["K"], r["reconstructor"] != "lenet"))
+        disc = sorted([r for r in records if r["generator"] == gen and r["deformator"] in UNIT_LENGTH],
+                      key=lambda r: (UNIT_LENGTH.index(r["deformator"]), -r["K"], r["reconstructor"] != "lenet"))
         if not rnd or not disc or gen not in models:
             continue
         G = _G(models, gen)
-        Ar, _ = load_directions(ddir / rnd[0]["directions"])
-        Ad, _ = load_directions(ddir / disc[0]["directions"])
+        Ar = load_shift_arrays(ddir / rnd[0]["directions"])
+        Ad = load_shift_arrays(ddir / disc[0]["directions"])
         left = _chart(G, Ar, list(range(5)), cfg.shifts, 1, cfg)
         right = _chart(G, Ad, list(range(5)), cfg.shifts, 1, cfg)
         both = np.concatenate([left, np.zeros_like(left[:, :1]), right], axis=1)
@@ -190,18 +191,18 @@ def _random_vs_discovered(records, ddir, models, cfg, assets) -> list[str]:
     return md
 
 
-def _z_direction(G, A: np.ndarray, cfg: ReportConfig) -> int:
+def _z_direction(G, A: dict, cfg: ReportConfig) -> int:
     """The direction that moves lung area most consistently across latents (a z proxy)."""
     from raylatent.interpret.attributes import measure_batch
 
     if cfg.z_direction >= 0:
         return cfg.z_direction
-    z = _latents(8, A.shape[0], 5)
+    z = _latents(8, A["A"].shape[0], 5)
     imgs = traversal(G, A, z, [-3.0, 3.0])[:, :, :, 0]  # D x 2 x N x H x W
     from raylatent.data.dicom import model_to_hu
 
     scores = []
-    for d in range(A.shape[1]):
+    for d in range(A["A"].shape[1]):
         lo = measure_batch(model_to_hu(imgs[d, 0].numpy()))["lung_area"]
         hi = measure_batch(model_to_hu(imgs[d, 1].numpy()))["lung_area"]
         delta = np.nan_to_num(hi - lo)
@@ -211,11 +212,12 @@ def _z_direction(G, A: np.ndarray, cfg: ReportConfig) -> int:
 
 def _z_figure(records, ddir, models, cfg, assets) -> list[str]:
     md = ["## z-position over 24 random latents (paper Fig 8)", ""]
-    cands = [r for r in records if r["deformator"] == "unit" and r["generator"] in models]
+    cands = [r for r in records if r["deformator"] in UNIT_LENGTH and r["generator"] in models]
     if not cands:
         return md + ["(no unit-length trial)", ""]
-    r = sorted(cands, key=lambda r: (r["generator"] != "vae", -r["K"], r["reconstructor"] != "lenet"))[0]
-    A, _ = load_directions(ddir / r["directions"])
+    r = sorted(cands, key=lambda r: (UNIT_LENGTH.index(r["deformator"]), r["generator"] != "vae", -r["K"],
+                                     r["reconstructor"] != "lenet"))[0]
+    A = load_shift_arrays(ddir / r["directions"])
     G = _G(models, r["generator"])
     lab = _labels(ddir, r)
     if cfg.z_direction < 0 and lab and lab["factors"]["z"]["found"]:
@@ -223,7 +225,7 @@ def _z_figure(records, ddir, models, cfg, assets) -> list[str]:
     else:
         k = _z_direction(G, A, cfg)
         how = "configured" if cfg.z_direction >= 0 else "no z label: largest consistent lung-area change"
-    z = _latents(24, A.shape[0], 8)
+    z = _latents(24, A["A"].shape[0], 8)
     imgs = traversal(G, A, z, cfg.shifts, [k])[0, :, :, 0]  # S x N x H x W
     w = cfg.windows[0]
     name = "z-position.png"

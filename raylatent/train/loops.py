@@ -16,6 +16,7 @@ from raylatent.metrics.fid import feature_extractor, features_of, frechet_distan
 from raylatent.models import DCGANDiscriminator, as_generator, make_generator_from
 from raylatent.models.vae import vae_loss
 from raylatent.train.schedules import instance_noise_sigma, random_affine, smoothed_real_targets
+from raylatent.train.shuffle import epoch_batches
 
 STATE = "state.pt"
 HISTORY = "history.json"
@@ -101,8 +102,7 @@ def train_loop(config: dict) -> None:
         sigma = instance_noise_sigma(epoch, cfg.epochs, cfg.noise_start, cfg.noise_steps)
         sums: dict[str, float] = {}
         n_batches = 0
-        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, dtypes=torch.float32,
-                                              drop_last=True):
+        for batch in epoch_batches(shard, cfg.batch_size, cfg.shuffle_buffer, cfg.seed, epoch, rank):
             x = batch["image"][:, None]
             if cfg.augment:
                 x = random_affine(x, generator=gen)

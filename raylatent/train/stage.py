@@ -56,7 +56,7 @@ def _train_dataset(shards, cfg: GeneratorsConfig, in_memory_limit: int = 1 << 30
     cut the per-epoch start of the streaming read (~1.4 s here) that dominated short epochs."""
     from raylatent.data.shards import read_dataset
 
-    ds = read_dataset(shards, "train", columns=["image"])
+    ds = read_dataset(shards, "train", columns=["image"], shuffle_seed=cfg.seed if cfg.shuffle_buffer else None)
     n = load_manifest(shards)["counts"]["train"]
     return ds.materialize() if n * cfg.size * cfg.size * 4 < in_memory_limit else ds
 

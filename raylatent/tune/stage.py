@@ -70,10 +70,10 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
     def report(metrics: dict, _checkpointed: bool) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(disc, tmp)
-            save_directions(Path(tmp) / DIRECTIONS, disc.A.matrix(), {**cfg.to_dict(), **t})
+            arrays = {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
+            save_directions(Path(tmp) / DIRECTIONS, arrays, {**cfg.to_dict(), **t})
             if metrics["step"] >= t["steps"]:  # final: say what each direction does
-                (Path(tmp) / LABELS).write_text(json.dumps(
-                    label_directions(G, disc.A.matrix().detach().cpu(), zreg)))
+                (Path(tmp) / LABELS).write_text(json.dumps(label_directions(G, arrays, zreg)))
             tune.report({**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
         if settings.get("fail_once_at") == metrics["step"] and not ckpt:
@@ -96,8 +96,9 @@ def z_regressor(shards: str | None):
     return ZRegressor.fit(tr.images[:, 0].numpy(), tr.columns["slice_frac"]) if len(tr) else None
 
 
-def label_directions(G, A: torch.Tensor, zreg=None) -> dict:
-    """Scores, labels and factor recovery for every column of A (see interpret.labels)."""
+def label_directions(G, A: torch.Tensor | dict, zreg=None) -> dict:
+    """Scores, labels and factor recovery for every direction of A (a matrix, or an export's
+    arrays so the authors' proj directions are swept along their real path; see interpret.labels)."""
     from raylatent.interpret.labels import factor_recovery, score_directions
 
     G = G.cpu().float()
@@ -122,7 +123,8 @@ def baseline_records(weights: dict, gcfg: dict, K: int, zreg, out: Path) -> list
             labels = label_directions(G, A, zreg)
             (dest / LABELS).write_text(json.dumps(labels))
             records.append({"trial": trial, "generator": kind, "reconstructor": "none", "deformator": name,
-                            "K": A.shape[1], "seed": 0, "iterations": 0, "rca": None, "ls": None, "wall_s": 0.0,
+                            "K": A.shape[1], "seed": 0, "iterations": 0, "rca": None, "ls": None, "shift_mae": None,
+                            "wall_s": 0.0,
                             "directions": str(Path("trials") / trial / DIRECTIONS),
                             **_label_summary(labels)})
     return records
@@ -197,11 +199,12 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         if labels:
             (dest / LABELS).write_text(json.dumps(labels))
         history = res.metrics_dataframe
-        curve = [] if history is None else history[["step", "rca", "ls", "train_rca", "loss"]].to_dict("records")
+        curve = [] if history is None else history[["step", "rca", "ls", "shift_mae", "train_rca", "loss"]].to_dict("records")
         (dest / "curve.json").write_text(json.dumps(curve))
         records.append({"trial": trial_name(t), "generator": t["generator"], "reconstructor": t["reconstructor"],
                         "deformator": t["deformator"], "K": t["K"], "seed": t["seed"], "iterations": m.get("step"),
-                        "rca": m.get("rca"), "ls": m.get("ls"), "wall_s": m.get("trial_wall_s"),
+                        "rca": m.get("rca"), "ls": m.get("ls"), "shift_mae": m.get("shift_mae"),
+                        "gamma": d.gamma, "wall_s": m.get("trial_wall_s"),
                         "node_id": m.get("node_id"),
                         "directions": str(Path("trials") / trial_name(t) / DIRECTIONS),
                         **(_label_summary(labels) if labels else {})})
