@@ -16,6 +16,7 @@ from pathlib import Path
 
 from raylatent.config import ConfigError, Grid, IngestConfig, load_grid
 from raylatent.discovery import DISCOVERY_VERSION
+from raylatent.train import GENERATORS_VERSION
 
 
 def _hash(*parts: str) -> str:
@@ -32,8 +33,8 @@ class Plan:
         kd, kg, kt = grid.key("data"), grid.key("generators"), grid.key("directions")
         self.phantom = run_dir / "phantom"
         self.data = run_dir / "data" / kd
-        self.generators = run_dir / "generators" / _hash(kd, kg)
-        self.directions = run_dir / "directions" / _hash(kd, kg, kt, DISCOVERY_VERSION)
+        self.generators = run_dir / "generators" / _hash(kd, kg, GENERATORS_VERSION)
+        self.directions = run_dir / "directions" / _hash(kd, kg, GENERATORS_VERSION, kt, DISCOVERY_VERSION)
 
 
 def _stage(name: str, log=print):

@@ -1,4 +1,4 @@
-"""`python -m raylatent.bench {ingest,discovery} --json FILE`: benchmarks, never tests.
+"""`python -m raylatent.bench {ingest,discovery,shuffle,train} --json FILE`: benchmarks, never tests.
 
 Each benchmark measures the project's path and a plain baseline in the same run, on the same
 inputs, and writes medians and ratios as JSON (this machine is noisy: compare within one run).
@@ -166,9 +166,61 @@ def bench_discovery(args) -> dict:
                              "generator_flop_s": g_flops / g_time,
                              "generator_share_of_matmul_peak": g_flops / g_time / peak})
                 print(json.dumps(rows[-1]), flush=True)
+    lenet = bench_lenet() if not cuda else None  # the 32^2 regression row is a CPU measurement
     return {"device": str(device), "dtype": str(dtype), "matmul_peak_flop_s": peak,
-            "steps": args.steps, "rows": rows,
+            "steps": args.steps, "rows": rows, "lenet_unpadded_vs_padded_32": lenet,
             "targets": {"speedup_vs_reference_paper_widths": 2.0, "generator_share_of_peak": 0.5}}
+
+
+def bench_lenet(steps: int = 20, batch: int = 32) -> dict:
+    """The authors' unpadded LeNet against the padded one we used before (issue 13), one thread,
+    on the smoke GAN at 32^2: discovery steps/s of each (a regression benchmark)."""
+    import torch
+
+    from raylatent.discovery.step import Discovery, DiscoveryConfig
+    from raylatent.models import make_generator
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    G = make_generator("gan", 32, 32)
+    out = {"size": 32, "batch": batch, "K": 32, "steps": steps}
+    for name, pad in (("unpadded", 0), ("padded", 2)):
+        disc = Discovery(G, DiscoveryConfig(K=32, deformator="proj", batch=batch, lr=1e-3, lr_directions=0.02))
+        for m in disc.R.features:
+            if isinstance(m, torch.nn.Conv2d):
+                m.padding = (pad, pad)
+        out[f"{name}_step_s"] = _median_time(disc.step, steps, torch.device("cpu"), warmup=3)
+    out["padded_over_unpadded_time"] = out["padded_step_s"] / out["unpadded_step_s"]
+    return out
+
+
+def bench_shuffle(args) -> dict:
+    """One epoch of training batches through Ray Data, with and without the seeded local shuffle
+    buffer the training loop uses: the cost per epoch of shuffling."""
+    import numpy as np
+    import ray
+
+    from raylatent.train.shuffle import epoch_batches
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        imgs = np.random.default_rng(0).uniform(-1, 1, (args.rows, args.size, args.size)).astype(np.float32)
+        ds = ray.data.from_numpy(imgs).rename_columns({"data": "image"}).repartition(args.blocks).materialize()
+        result = {"rows": args.rows, "size": args.size, "batch": args.batch, "buffer": args.buffer, "reps": args.reps}
+        for name, buf in (("plain", 0), ("shuffled", args.buffer)):
+            times = []
+            for epoch in range(args.reps + 1):
+                t = time.perf_counter()
+                n = sum(len(b["image"]) for b in epoch_batches(ds.iterator(), args.batch, buf, 0, epoch))
+                times.append(time.perf_counter() - t)
+            result[f"{name}_epoch_s"] = statistics.median(times[1:])  # the first epoch warms up
+            result[f"{name}_rows"] = n
+        result["shuffle_cost_per_epoch_s"] = result["shuffled_epoch_s"] - result["plain_epoch_s"]
+        result["shuffle_cost_per_1k_rows_s"] = result["shuffle_cost_per_epoch_s"] / args.rows * 1000
+        result["ratio_shuffled_vs_plain"] = result["shuffled_epoch_s"] / result["plain_epoch_s"]
+        return result
+    finally:
+        ray.shutdown()
 
 
 def bench_train(args) -> dict:
@@ -237,13 +289,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--paper-widths", action=argparse.BooleanOptionalAction, default=True)
+    p = sub.add_parser("shuffle", help="an epoch of training batches with and without the shuffle buffer")
+    p.add_argument("--json", required=True)
+    p.add_argument("--rows", type=int, default=8192)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--blocks", type=int, default=32)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--buffer", type=int, default=2048)
+    p.add_argument("--reps", type=int, default=3)
     p = sub.add_parser("train", help="Ray Train images/s with 1 and 2 workers")
     p.add_argument("--json", required=True)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=32)
     args = ap.parse_args(argv)
-    result = {"ingest": bench_ingest, "discovery": bench_discovery, "train": bench_train}[args.what](args)
+    result = {"ingest": bench_ingest, "discovery": bench_discovery, "train": bench_train,
+              "shuffle": bench_shuffle}[args.what](args)
     result["machine"] = _machine()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))

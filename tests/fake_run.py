@@ -15,8 +15,9 @@ from raylatent.models import make_generator
 from raylatent.report.tables import COLS, ROWS
 
 
-def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40) -> Path:
-    """metrics(gen, rec, defo, K, seed) -> (rca, ls). K100 stands in for K=100 (smaller, faster)."""
+def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40, steps=None, fid_network: str = "fallback:test") -> Path:
+    """metrics(gen, rec, defo, K, seed) -> (rca, ls). K100 stands in for K=100 (smaller, faster);
+    steps(gen, rec, defo, K) -> iterations (20 for every trial by default)."""
     root = Path(root)
     stages = {"data": "data/d", "generators": "generators/g", "directions": "directions/t"}
     for v in stages.values():
@@ -51,7 +52,7 @@ def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40) -> Path:
                    d / "generator.pt")
         hist = [{"epoch": e, "fid": 10.0 - e, "loss_D": 1.0, "loss_G": 2.0, "loss": 0.5, "recon_mse": 0.1}
                 for e in range(2)]
-        (d / "metrics.json").write_text(json.dumps({"chosen_epoch": 1, "fid": 9.0, "fid_network": "fallback:test",
+        (d / "metrics.json").write_text(json.dumps({"chosen_epoch": 1, "fid": 9.0, "fid_network": fid_network,
                                                     "candidates": [{"epoch": 1, "fid": 9.0}], "history": hist}))
     # directions
     metrics = metrics or (lambda g, r, d, k, s: (0.5, 0.5))
@@ -68,15 +69,16 @@ def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40) -> Path:
             rca, ls = metrics(g, r, d, k, s)
             from raylatent.interpret.labels import SEMANTIC
 
-            found = {a: {"direction": i % kk, "rho": 0.9 if (a == "rotation" and d == "unit") else 0.3,
-                         "purity": 0.7, "found": a == "rotation" and d == "unit"} for i, a in enumerate(SEMANTIC)}
-            labs = ["rotation" if (i == 3 and d == "unit") else "none" for i in range(kk)]
+            found = {a: {"direction": i % kk, "rho": 0.9 if (a == "rotation" and d == "proj") else 0.3,
+                         "purity": 0.7, "found": a == "rotation" and d == "proj"} for i, a in enumerate(SEMANTIC)}
+            labs = ["rotation" if (i == 3 and d == "proj") else "none" for i in range(kk)]
             (tdir / "labels.json").write_text(json.dumps({"directions": [{"label": x} for x in labs],
                                                           "factors": found}))
             (tdir / "curve.json").write_text(json.dumps([{"step": 10, "rca": rca / 2, "ls": ls * 2},
                                                          {"step": 20, "rca": rca, "ls": ls}]))
             records.append({"trial": name, "generator": g, "reconstructor": r, "deformator": d, "K": k,
-                            "seed": s, "iterations": 20, "rca": rca, "ls": ls, "wall_s": 1.0,
+                            "seed": s, "iterations": steps(g, r, d, k) if steps else 20, "rca": rca, "ls": ls,
+                            "shift_mae": ls / 0.25, "gamma": 0.25, "wall_s": 1.0,
                             "directions": f"trials/{name}/directions.npz", "labels": labs, "factors": found,
                             "factors_found": sum(v["found"] for v in found.values())})
     (root / stages["directions"] / "results.json").write_text(json.dumps(records))
