@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,19 @@ class ConfigError(ValueError):
 def _is_number(v) -> bool:
     """YAML's true/false are ints to Python; a config number is never one."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_ranges(obj, where: str, bounds: dict[str, tuple]) -> None:
+    """Each named field a finite number in its interval: (lo, hi) closed, or (lo, hi, "(]") /
+    "()" / "[)" for open ends. Catches NaN, negatives and absurd sizes at load, so a dry run
+    never prints negative hours and a run never allocates gigabytes by a typo."""
+    for name, (lo, hi, *spec) in bounds.items():
+        v = getattr(obj, name)
+        kind = spec[0] if spec else "[]"
+        ok = (_is_number(v) and math.isfinite(v) and (v > lo if kind[0] == "(" else v >= lo)
+              and (v < hi if kind[1] == ")" else v <= hi))
+        if not ok:
+            raise ConfigError(f"{where}.{name}: {v!r} (must be a number in {kind[0]}{lo}, {hi}{kind[1]})")
 
 
 def resolve_salt(explicit: str | None = None) -> str:
@@ -114,6 +129,12 @@ class GeneratorsConfig:
                               f"pt_inception-2015-12-05 weights of pytorch-fid, or leave it empty)")
         if self.num_workers < 1:
             raise ConfigError("generators.num_workers: at least 1")
+        _check_ranges(self, "generators", {
+            "latent_dim": (1, 4096), "gan_width": (1, 1024), "vae_width": (1, 1024), "epochs": (1, 100_000),
+            "batch_size": (1, 65_536), "lr_gan": (0, 1, "(]"), "beta1_gan": (0, 1, "[)"), "lr_vae": (0, 1, "(]"),
+            "beta_kl": (0, 1e6), "noise_start": (0, 10), "noise_steps": (1, 10_000), "smooth_low": (0, 1),
+            "fid_samples": (2, 10_000_000), "num_workers": (1, 10_000), "cpus_per_worker": (0, 1024, "(]"),
+            "gpus_per_worker": (0, 64), "max_failures": (0, 1000), "shuffle_buffer": (0, 10_000_000)})
         if self.shuffle_buffer and self.shuffle_buffer < self.batch_size:
             raise ConfigError(f"generators.shuffle_buffer {self.shuffle_buffer}: 0 (off) or at least "
                               f"batch_size ({self.batch_size}) rows")
@@ -138,6 +159,8 @@ class DataConfig:
         if self.path and not Path(self.path).expanduser().is_dir():
             raise ConfigError(f"data.path {self.path}: no such folder (give a LIDC-IDRI/DICOM folder, "
                               f"or leave data.path empty for the built-in phantom)")
+        _check_ranges(self, "data", {"patients": (1, 100_000), "slices": (1, 10_000), "matrix": (16, 4096),
+                                     "size": (8, 1024), "test_frac": (0, 1, "()")})
 
 
 @dataclass
@@ -188,6 +211,22 @@ class DirectionsConfig:
             if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "deformator", "K"}:
                 raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, "
                                   f"deformator, K)")
+        for d in self.deformators:
+            if not (isinstance(d["K"], int) and not isinstance(d["K"], bool) and 1 <= d["K"] <= 4096):
+                raise ConfigError(f"directions.deformators: K {d['K']!r} in {d} (a whole number of directions, 1..4096)")
+        for r in self.iterations:
+            steps = r["steps"]
+            if not (isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 100_000_000):
+                raise ConfigError(f"directions.iterations: steps {steps!r} in {r} (a whole number >= 1)")
+        if not self.seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.seeds):
+            raise ConfigError(f"directions.seeds: {list(self.seeds)} (a non-empty list of whole numbers, e.g. [0])")
+        _check_ranges(self, "directions", {
+            "batch": (2, 65_536), "gamma": (0, 1000), "lr": (0, 10, "(]"), "lr_directions": (0, 10),
+            "shift_scale": (0, 1000, "(]"), "min_shift": (0, 1000), "recon_width": (0, 64, "(]"),
+            "eval_every": (1, 100_000_000), "eval_n": (2, 10_000_000), "cpus_per_trial": (0, 1024, "(]"),
+            "gpus_per_trial": (0, 64), "max_failures": (0, 1000)})
+        if self.min_shift >= self.shift_scale:
+            raise ConfigError(f"directions.min_shift {self.min_shift}: must be below shift_scale ({self.shift_scale})")
         self.seeds = tuple(int(s) for s in self.seeds)
         for name in ("batch", "eval_n"):  # the reconstructors' BatchNorm layers need two samples
             if getattr(self, name) < 2:
@@ -262,6 +301,9 @@ class ReportConfig:
                 raise ConfigError(f"report.{name}: {getattr(self, name)} (must be at least 1)")
 
 
+GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 @dataclass
 class Grid:
     name: str = "smoke"
@@ -271,6 +313,9 @@ class Grid:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.name, str) and GRID_NAME.fullmatch(self.name) and ".." not in self.name):
+            raise ConfigError(f"name {self.name!r}: a grid name is one folder name (letters, digits, '.', '_', '-'); "
+                              f"it names runs/<name> and reports/<name>")
         if self.generators.size != self.data.size:
             raise ConfigError(f"generators.size {self.generators.size} != data.size {self.data.size} "
                               f"(set both, or only data.size)")

@@ -14,6 +14,7 @@ import torch
 from raylatent.config import ConfigError, ReportConfig
 from raylatent.discovery.export import load_shift_arrays, traversal
 from raylatent.report import figures as F
+from raylatent.report.records import esc, inside, load_records
 from raylatent.report.tables import claims, table1
 
 LATEST = "latest.json"
@@ -44,15 +45,19 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     latest = run_dir / LATEST
     if not latest.exists():
         raise ConfigError(f"{run_dir}: no {LATEST} (not a raylatent run directory; run python -m raylatent.ablate)")
-    info = json.loads(latest.read_text())
+    try:
+        info = json.loads(latest.read_text())
+        stages = {k: info["stages"][k] for k in ("data", "generators", "directions")}
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{latest}: not a raylatent run record (rerun python -m raylatent.ablate)") from None
     cfg = cfg or ReportConfig(**info.get("report", {}))
-    dirs = {k: run_dir / v for k, v in info["stages"].items()}
-    records = json.loads((dirs["directions"] / "results.json").read_text())
+    dirs = {k: inside(run_dir, v, f"stages.{k}", latest) for k, v in stages.items()}
+    records = load_records(dirs["directions"] / "results.json")
     out.mkdir(parents=True, exist_ok=True)
     assets = out / "assets"
     assets.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(records, indent=1))
-    md: list[str] = [f"# raylatent report: {grid_name or info.get('grid', '')}", ""]
+    md: list[str] = [f"# raylatent report: {esc(grid_name or info.get('grid', ''))}", ""]
     md += _summary(run_dir, dirs, info)
     table, cells = table1(records)
     gamma = next((r["gamma"] for r in records if r.get("gamma") is not None), 0.25)
@@ -95,19 +100,23 @@ def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
     versions = {"python": platform.python_version(), "torch": torch.__version__,
                 "ray": version("ray"), "numpy": np.__version__}
     lines = ["## Run summary", "",
-             f"- Data: {info.get('data_source', '?')}; {man['counts']['train']} train / "
-             f"{man['counts']['test']} test slices from {len(man['patients'])} patients "
-             f"({len(man['skipped'])} files skipped), {man['settings']['size']}² pixels.",
+             f"- Data: {esc(info.get('data_source', '?'))}; {esc(man['counts']['train'])} train / "
+             f"{esc(man['counts']['test'])} test slices from {len(man['patients'])} patients "
+             f"({len(man['skipped'])} files skipped), {esc(man['settings']['size'])}² pixels.",
              ]
     for k, g in gens.items():
-        lines.append(f"- {k.upper()}: epoch {g['chosen_epoch']} kept (best FID of the last "
-                     f"{len(g['candidates'])}), FID {g['fid']:.2f} with **{g['fid_network']}**; "
+        lines.append(f"- {k.upper()}: epoch {esc(g['chosen_epoch'])} kept (best FID of the last "
+                     f"{len(g['candidates'])}), FID {_num(g['fid'])} with **{esc(g['fid_network'])}**; "
                      + _fid_reference(k, g['fid_network']))
-    lines.append(f"- Hardware: {info.get('hardware', platform.processor() or platform.machine())}.")
+    lines.append(f"- Hardware: {esc(info.get('hardware', platform.processor() or platform.machine()))}.")
     if times:
         lines.append("- Wall time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ".")
     lines.append("- Software: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
     return lines + [""]
+
+
+def _num(v, fmt: str = ".2f") -> str:
+    return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else esc(v)
 
 
 def _fid_reference(kind: str, network: str | None) -> str:
@@ -172,7 +181,7 @@ def _directions_found(records) -> list[str]:
 def _direction_charts(records, ddir: Path, models, cfg: ReportConfig, assets: Path) -> list[str]:
     md = ["## Discovered directions (paper Figs 2-7)", "",
           f"One row per direction; the original in the centre, shifts {list(cfg.shifts)} left to right; "
-          f"{cfg.windows[0]['name']} window (C {cfg.windows[0]['center']}, W {cfg.windows[0]['width']} HU). "
+          f"{esc(cfg.windows[0]['name'])} window (C {cfg.windows[0]['center']}, W {cfg.windows[0]['width']} HU). "
           f"Animations: {cfg.gif_dirs_per_file} directions per GIF.", ""]
     for r in records:
         if r["deformator"] == "random" or r["generator"] not in models:
@@ -289,7 +298,7 @@ def _interpolation(dirs, models, cfg, assets) -> list[str]:
         name = f"interpolation-{kind}.png"
         F.grid_png(F.window(row, w["center"], w["width"]), assets / name)
         how = "its encoder" if kind == "vae" else "reverse latent search"
-        md += [f"{kind.upper()} via {how}: held-out originals at both ends, {w['name']} window.", "",
+        md += [f"{kind.upper()} via {how}: held-out originals at both ends, {esc(w['name'])} window.", "",
                f"![interpolation {kind}](assets/{name})", ""]
     return md
 

@@ -1,0 +1,83 @@
+"""What the reporter reads from a run directory, checked before anything is drawn.
+
+A run directory may come from someone else. Every path it names must stay inside it, every record
+must have the fields and types the report uses (a one-line error names the file and the field
+otherwise), and free text (data source, network names, hardware) is escaped before it reaches
+Markdown or HTML. Trial names are rebuilt from their fields, so they cannot carry markup or path
+separators into headings and asset file names.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+from raylatent.config import ConfigError
+
+KINDS = {"generator": {"gan", "vae"}, "reconstructor": {"lenet", "resnet", "none"},
+         "deformator": {"ortho", "proj", "unit", "random", "sefa", "ganspace"}}
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def esc(text) -> str:
+    """Free text from a run file, safe in Markdown and in the HTML it renders to."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=True)).replace("\n", " ")
+
+
+def inside(base: Path, rel, what: str, source: Path) -> Path:
+    """base / rel, refusing anything that resolves outside base (absolute paths, '..', links)."""
+    if not isinstance(rel, str) or not rel:
+        raise ConfigError(f"{source}: {what} {rel!r} is not a relative path")
+    base = base.resolve()
+    p = (base / rel).resolve()
+    if p != base and base not in p.parents:
+        raise ConfigError(f"{source}: {what} {rel!r} points outside {base}; refusing to follow it")
+    return p
+
+
+def trial_name(r: dict) -> str:
+    return f"{r['generator']}-{r['reconstructor']}-{r['deformator']}-K{r['K']}-s{r['seed']}"
+
+
+def _number_or_none(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def load_records(path: Path) -> list[dict]:
+    """results.json, validated: one-line errors for a malformed file, never a traceback."""
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not readable as JSON ({type(e).__name__}); rerun the directions stage") from None
+    if not isinstance(records, list):
+        raise ConfigError(f"{path}: expected a list of trial records")
+    for i, r in enumerate(records):
+        where = f"{path}: record {i}"
+        if not isinstance(r, dict):
+            raise ConfigError(f"{where}: not a mapping")
+        for key, allowed in KINDS.items():
+            if r.get(key) not in allowed:
+                raise ConfigError(f"{where}: {key} {r.get(key)!r} (expected one of {sorted(allowed)})")
+        for key in ("K", "seed"):
+            if not (isinstance(r.get(key), int) and not isinstance(r.get(key), bool)):
+                raise ConfigError(f"{where}: {key} {r.get(key)!r} (expected a whole number)")
+        for key in ("rca", "ls", "shift_mae", "gamma", "wall_s"):
+            if not _number_or_none(r.get(key)):
+                raise ConfigError(f"{where}: {key} {r.get(key)!r} (expected a finite number or null)")
+        if r["reconstructor"] != "none" and r.get("rca") is None:
+            raise ConfigError(f"{where}: a trained trial without rca")
+        if not (r.get("iterations") is None or isinstance(r.get("iterations"), int)):
+            raise ConfigError(f"{where}: iterations {r.get('iterations')!r} (expected a whole number)")
+        r["trial"] = trial_name(r)
+        if r.get("directions") != f"trials/{r['trial']}/directions.npz":
+            raise ConfigError(f"{where}: directions {r.get('directions')!r} (expected trials/{r['trial']}/directions.npz)")
+        for name, f in (r.get("factors") or {}).items():
+            if not (isinstance(f, dict) and _number_or_none(f.get("rho")) and f.get("rho") is not None
+                    and _number_or_none(f.get("purity")) and f.get("purity") is not None
+                    and isinstance(f.get("found"), bool) and isinstance(f.get("direction"), int)):
+                raise ConfigError(f"{where}: factors.{name} {f!r} (expected direction, rho, purity, found)")
+        if "labels" in r and not (isinstance(r["labels"], list) and all(isinstance(x, str) for x in r["labels"])):
+            raise ConfigError(f"{where}: labels must be a list of strings")
+    return records

@@ -1,0 +1,71 @@
+"""A run directory from someone else: the reporter escapes its text, stays inside it, and
+answers a malformed file with one line naming it (issue 14)."""
+import json
+
+import pytest
+
+from fake_run import fake_run
+from raylatent.report.__main__ import main as report_main
+
+EVIL = {"script": "<script>alert(1)</script>", "img": "<img src=x onerror=alert(1)>",
+        "link": "[click](javascript:alert(1))", "pipe": "a | b | c"}
+
+
+@pytest.fixture
+def run(tmp_path):
+    return fake_run(tmp_path / "run", seeds=(0,), K100=8, fid_network=EVIL["img"])
+
+
+def _edit(path, fn):
+    obj = json.loads(path.read_text())
+    fn(obj)
+    path.write_text(json.dumps(obj))
+
+
+def _report(run, tmp_path, capsys):
+    rc = report_main([str(run), "--out", str(tmp_path / "rep")])
+    return rc, capsys.readouterr().err.strip()
+
+
+def test_text_from_run_files_is_escaped(run, tmp_path, capsys):
+    def latest(info):
+        info["grid"], info["data_source"], info["hardware"] = EVIL["pipe"], EVIL["script"], EVIL["link"]
+    _edit(run / "latest.json", latest)
+
+    def results(recs):
+        recs[0]["trial"] = EVIL["script"] + "/../../x"  # rebuilt from its fields, not trusted
+    _edit(run / "directions" / "t" / "results.json", results)
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 0, err
+    text = (tmp_path / "rep" / "REPORT.md").read_text()
+    for bad in ("<script", "<img", "](javascript:", "a | b"):
+        assert bad not in text, bad
+    assert "&lt;script&gt;" in text and "&lt;img src=x onerror=alert\\(1\\)&gt;" in text
+    assert not (tmp_path / "x").exists() and all(p.parent.name == "assets" for p in (tmp_path / "rep").rglob("*.png"))
+
+
+@pytest.mark.parametrize("stage,target", [("directions", "../../elsewhere"), ("generators", "/etc")])
+def test_latest_json_paths_cannot_leave_the_run(run, tmp_path, capsys, stage, target):
+    _edit(run / "latest.json", lambda info: info["stages"].__setitem__(stage, target))
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and "points outside" in err and f"stages.{stage}" in err
+
+
+@pytest.mark.parametrize("edit,msg", [
+    (lambda r: r[0].pop("rca"), "a trained trial without rca"),
+    (lambda r: r[0].__setitem__("rca", "0.9"), "rca '0.9' (expected a finite number or null)"),
+    (lambda r: r[0].__setitem__("K", "32"), "K '32' (expected a whole number)"),
+    (lambda r: r[0].__setitem__("directions", "../../../../etc/passwd"), "directions '../../../../etc/passwd'"),
+    (lambda r: r[0]["factors"]["z"].__setitem__("rho", "high"), "factors.z"),
+])
+def test_malformed_results_are_one_line_errors(run, tmp_path, capsys, edit, msg):
+    _edit(run / "directions" / "t" / "results.json", edit)
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and "results.json: record 0" in err and msg in err, err
+    assert not (tmp_path / "rep" / "REPORT.md").exists()
+
+
+def test_results_json_that_is_not_json(run, tmp_path, capsys):
+    (run / "directions" / "t" / "results.json").write_text("{not json")
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and "results.json: not readable as JSON" in err
