@@ -77,8 +77,10 @@ class IngestConfig:
             raise ConfigError(f"--size {self.size}: must be between 8 and 1024 pixels")
         if not 0.0 <= self.test_frac < 1.0:
             raise ConfigError(f"--test-frac {self.test_frac}: must be in [0, 1)")
-        if Path(self.out).resolve() == Path(self.src).resolve():
-            raise ConfigError("--out must differ from --src (the source folder is never written)")
+        s, o = Path(self.src).resolve(), Path(self.out).resolve()
+        if s == o or s in o.parents or o in s.parents:
+            raise ConfigError(f"--out {self.out} must lie outside --src {self.src} and not contain it "
+                              f"(the source folder is never written)")
         self.salt = resolve_salt(self.salt)
 
 

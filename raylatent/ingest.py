@@ -17,7 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true", help="exit non-zero when any file is skipped")
     ap.add_argument("--salt", default=None, help="pseudonym salt (default: $RAYLATENT_SALT or "
                     "~/.config/raylatent/salt)")
+    ap.add_argument("--locate", metavar="PSEUDONYM", default=None,
+                    help="print the real path of a pseudonymised path from the manifest's skipped list; "
+                         "ingests nothing")
     args = ap.parse_args(argv)
+    if args.locate:
+        from raylatent.config import resolve_salt
+        from raylatent.data.ingest import locate
+
+        hits = locate(args.src, args.locate, resolve_salt(args.salt), args.out)
+        print("\n".join(hits) if hits else f"raylatent.ingest: no file under {args.src} has pseudonym {args.locate}")
+        return 0 if hits else 1
     try:
         cfg = IngestConfig(src=args.src, out=args.out, size=args.size, test_frac=args.test_frac,
                            seed=args.seed, strict=args.strict, salt=args.salt or "")

@@ -34,7 +34,7 @@ def test_good_slices_land_and_bad_files_are_skipped_with_reasons(ingested):
     assert m["counts"] == {"train": 12, "test": 3}
     reasons = sorted(e["reason"].split(" (")[0] for e in m["skipped"])
     assert reasons == ["duplicate SOP instance", "no pixel data", "not CT", "not DICOM",
-                       "truncated pixel data"]
+                       "truncated or short pixel data"]
     assert all(p["slices"] == 3 for p in m["patients"].values())  # incl. the damaged series
     assert "5 patients" in ingested["logs"][-1] and "5 files skipped" in ingested["logs"][-1]
 
@@ -111,7 +111,7 @@ def test_strict_exits_nonzero_and_bad_src_is_one_line(ingested, capsys, tmp_path
 def test_config_rejects_bad_settings(tmp_path):
     with pytest.raises(ConfigError, match="--test-frac"):
         IngestConfig(src=str(tmp_path), out=str(tmp_path / "o"), test_frac=1.5)
-    with pytest.raises(ConfigError, match="--out must differ"):
+    with pytest.raises(ConfigError, match="must lie outside --src"):
         IngestConfig(src=str(tmp_path), out=str(tmp_path))
 
 

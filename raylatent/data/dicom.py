@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
+import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,8 @@ from pydicom.errors import InvalidDicomError
 HU_MIN = -1000.0
 HU_MAX = 2000.0
 AIR_HU = -1000.0
+MIN_SIDE = 16      # pixels: smaller images are not CT slices worth resizing up
+AXIAL_COS = 0.9    # |cos| between the slice normal and the head-foot axis for an axial slice
 
 
 class SkipFile(Exception):
@@ -40,11 +45,13 @@ class CTFrame:
     instance_number: int
 
 
-def find_files(root: str | os.PathLike) -> list[str]:
+def find_files(root: str | os.PathLike, odd: list[dict] | None = None) -> list[str]:
     """Every regular file below root, any depth, as sorted paths relative to root.
 
     DICOM files need not end in .dcm (TCIA's do, many PACS exports do not), so nothing is
-    filtered by name; hidden files and folders are skipped."""
+    filtered by name; hidden files and folders are skipped. Anything that is not a regular file
+    after resolving links (a FIFO would block the reader forever, a dangling link has nothing to
+    read) is left out and, when `odd` is given, listed there with its reason."""
     root = Path(root)
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -52,8 +59,42 @@ def find_files(root: str | os.PathLike) -> list[str]:
         for name in filenames:
             if name.startswith("."):
                 continue
-            out.append(os.path.relpath(os.path.join(dirpath, name), root))
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            try:
+                mode = os.stat(full).st_mode  # follows links
+            except OSError as e:
+                reason = "dangling symbolic link" if os.path.islink(full) else f"unreadable ({e.strerror})"
+                if odd is not None:
+                    odd.append({"path": rel, "reason": reason})
+                continue
+            if not stat.S_ISREG(mode):
+                if odd is not None:
+                    odd.append({"path": rel, "reason": f"not a regular file ({_KIND.get(stat.S_IFMT(mode), 'special')})"})
+                continue
+            out.append(rel)
     return sorted(out)
+
+
+_KIND = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+         stat.S_IFBLK: "block device", stat.S_IFDIR: "folder"}
+
+
+def pseudonym_path(salt: str, rel: str, patients: set[str] = frozenset()) -> str:
+    """A relative path with every component pseudonymised: folder and file names in clinical
+    exports carry names and record numbers (DOE^JOHN_MRN12345/x.dcm). A component that is a
+    known patient ID becomes patient-<key>; any other becomes x-<salted hash>, keeping a short
+    file extension. `python -m raylatent.ingest --locate` maps one back with the same salt."""
+    parts = []
+    for part in Path(rel).parts:
+        key = salted_key(salt, part)
+        if key in patients:
+            parts.append(f"patient-{key[:12]}")
+            continue
+        stem, ext = os.path.splitext(part)
+        keep = ext if re.fullmatch(r"\.[A-Za-z0-9]{1,5}", ext) else ""
+        parts.append(f"x-{salted_key(salt, stem if keep else part)[:12]}{keep}")
+    return "/".join(parts)
 
 
 def salted_key(salt: str, value: str) -> str:
@@ -82,9 +123,22 @@ def _rescale_and_z(ds, frame: int, n_frames: int) -> tuple[float, float, float]:
     slope = _item(ds, "PixelValueTransformationSequence", "RescaleSlope", groups)
     intercept = _item(ds, "PixelValueTransformationSequence", "RescaleIntercept", groups)
     if slope is None:
-        slope = ds.get("RescaleSlope", 1.0)
+        slope = ds.get("RescaleSlope")
     if intercept is None:
-        intercept = ds.get("RescaleIntercept", 0.0)
+        intercept = ds.get("RescaleIntercept")
+    if slope is None and intercept is None:  # Type 1 in the CT Image module: stored values are not HU
+        raise SkipFile("no RescaleSlope/RescaleIntercept (stored values are not Hounsfield units)")
+    try:
+        slope = 1.0 if slope is None else float(slope)
+        intercept = 0.0 if intercept is None else float(intercept)
+    except (TypeError, ValueError):
+        raise SkipFile(f"unreadable rescale ({slope!r}, {intercept!r})") from None
+    if not (math.isfinite(slope) and math.isfinite(intercept)) or slope == 0:
+        raise SkipFile(f"invalid rescale (slope {slope}, intercept {intercept})")
+    orient = _item(ds, "PlaneOrientationSequence", "ImageOrientationPatient", groups)
+    if orient is None:
+        orient = ds.get("ImageOrientationPatient")
+    _check_axial(orient)
     pos = _item(ds, "PlanePositionSequence", "ImagePositionPatient", groups)
     if pos is None:
         pos = ds.get("ImagePositionPatient")
@@ -94,7 +148,47 @@ def _rescale_and_z(ds, frame: int, n_frames: int) -> tuple[float, float, float]:
         z = float(ds.SliceLocation)
     else:
         z = float("nan")
-    return float(slope), float(intercept), z
+    return slope, intercept, z
+
+
+def _check_axial(orient) -> None:
+    """A slice whose normal is not head-foot (a sagittal or coronal image, a localiser inside an
+    axial series) would be trained on as if it were axial. Unknown orientation passes."""
+    if orient is None or len(orient) != 6:
+        return
+    try:
+        row, col = np.asarray([float(v) for v in orient[:3]]), np.asarray([float(v) for v in orient[3:]])
+    except (TypeError, ValueError):
+        raise SkipFile("unreadable ImageOrientationPatient") from None
+    normal = np.cross(row, col)
+    norm = float(np.linalg.norm(normal))
+    if not np.isfinite(norm) or norm == 0 or abs(normal[2]) / norm < AXIAL_COS:
+        raise SkipFile(f"not an axial slice (ImageOrientationPatient {[round(float(v), 3) for v in orient]})")
+
+
+def _check_geometry(ds, n_frames: int) -> None:
+    """Tiny images, and uncompressed pixel data whose length disagrees with the header's bit
+    depth and size (pydicom would read the wrong number of pixels or pad silently)."""
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if min(rows, cols) < MIN_SIDE:
+        raise SkipFile(f"image too small ({rows}x{cols}; at least {MIN_SIDE}x{MIN_SIDE})")
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if ts is not None and ts.is_compressed:
+        return
+    elem = ds.get_item("PixelData")
+    if elem is None:
+        return
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    if bits not in (8, 16, 32, 64):
+        raise SkipFile(f"unsupported BitsAllocated {bits}")
+    want = rows * cols * n_frames * bits // 8
+    have = elem.length if getattr(elem, "length", None) not in (None, 0xFFFFFFFF) else len(elem.value or b"")
+    if have < want:  # a file cut short, or a header promising more bits or pixels than there are
+        raise SkipFile(f"truncated or short pixel data ({have} of {want} bytes for Rows x Columns x Frames x "
+                       f"BitsAllocated = {rows}x{cols}x{n_frames}x{bits} bits)")
+    if have > want + 1:  # +1: odd lengths are padded to even
+        raise SkipFile(f"pixel data longer than the header says ({have} bytes for {rows}x{cols}x{n_frames}x{bits} "
+                       f"bits = {want} bytes)")
 
 
 def _padding_mask(ds, stored: np.ndarray) -> np.ndarray | None:
@@ -158,6 +252,7 @@ def _header(ds) -> CTHeader:
     if not sop_uid:
         raise SkipFile("no SOPInstanceUID")
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_geometry(ds, n_frames)
     return CTHeader(str(ds.get("PatientID", "") or ""), str(ds.get("SeriesInstanceUID", "") or ""),
                     sop_uid, int(ds.get("InstanceNumber", 0) or 0),
                     [_rescale_and_z(ds, f, n_frames)[2] for f in range(n_frames)])
@@ -197,6 +292,8 @@ def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
         mask = _padding_mask(ds, stored)
         if mask is not None:
             hu[mask] = AIR_HU
+        if not np.isfinite(hu).all():
+            raise SkipFile(f"non-finite pixel values in frame {f} ({int((~np.isfinite(hu)).sum())} pixels)")
         frames.append(CTFrame(hu, head.patient_id, head.series_uid, head.sop_uid, f, z, head.instance_number))
     return frames
 
@@ -204,11 +301,18 @@ def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
 def hu_to_model(hu: np.ndarray, size: int) -> np.ndarray:
     """HU image -> size x size float32 in [-1, 1], as the paper preprocesses.
 
-    Clip to [HU_MIN, HU_MAX] first (so -3024 HU padding cannot ring through the filter), resize
+    Clip to [HU_MIN, HU_MAX] first (so -3024 HU padding cannot ring through the filter), pad a
+    non-square image to square with air (centred: no anisotropic squash), resize
     with Pillow's anti-aliased Lanczos (the paper's filter), clip the Lanczos overshoot, then
     min-max scale with the *window's* bounds, not the image's: a fixed affine map keeps HU
     recoverable (`model_to_hu`) for the attribute extractors and fixed-window figures."""
     x = np.clip(np.asarray(hu, dtype=np.float32), HU_MIN, HU_MAX)
+    if x.shape[0] != x.shape[1]:  # pad to square with air, centred, so anatomy keeps its aspect
+        side = max(x.shape)
+        top, left = (side - x.shape[0]) // 2, (side - x.shape[1]) // 2
+        sq = np.full((side, side), AIR_HU, np.float32)
+        sq[top:top + x.shape[0], left:left + x.shape[1]] = x
+        x = sq
     if x.shape != (size, size):
         x = np.asarray(Image.fromarray(x, mode="F").resize((size, size), Image.Resampling.LANCZOS),
                        dtype=np.float32)

@@ -19,6 +19,7 @@ readable by plain pyarrow as `table["image"].combine_chunks().to_numpy_ndarray()
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -33,7 +34,8 @@ import numpy as np
 import pyarrow as pa
 
 from raylatent.config import ConfigError, IngestConfig
-from raylatent.data.dicom import SkipFile, find_files, hu_to_model, read_ct, salted_key, scan_header
+from raylatent.data.dicom import (SkipFile, find_files, hu_to_model, pseudonym_path, read_ct, salted_key,
+                                  scan_header)
 
 INGEST_VERSION = "ingest-v2"
 FACTORS_FILE = "factors.csv"
@@ -104,16 +106,16 @@ def decode_batch(batch: dict, src: str, size: int, factor_names: list[str], fail
         rel, plans = str(rel), json.loads(str(plan_json))
         try:
             frames = {fr.frame: fr for fr in read_ct(os.path.join(src, rel))}
+            mine = [(p, hu_to_model(frames[p["frame"]].hu, size)) for p in plans if p["frame"] in frames]
+            if not all(np.isfinite(img).all() for _, img in mine):  # no shard may hold NaN or inf
+                raise SkipFile("non-finite values after preprocessing")
         except Exception as e:
             reason = str(e) if isinstance(e, SkipFile) else f"unexpected decode error ({type(e).__name__})"
             name = hashlib.sha256(rel.encode()).hexdigest()[:24]
             Path(failures, f"{name}.json").write_text(json.dumps({"path": rel, "reason": reason}))
             continue
-        for p in plans:
-            fr = frames.get(p["frame"])
-            if fr is None:
-                continue
-            images.append(hu_to_model(fr.hu, size))
+        for p, img in mine:
+            images.append(img)
             for k in ("patient_key", "series_key", "slice_key", "z_mm", "slice_index", "slice_frac", "split"):
                 cols[k].append(p[k])
             for n in factor_names:
@@ -205,13 +207,9 @@ def plan_rows(meta: pa.Table, cfg: IngestConfig, factors: dict) -> tuple[dict, l
 
 
 def _redact(entries: list[dict], patients: dict, cfg: IngestConfig) -> list[dict]:
-    """Folder names in TCIA layouts are patient IDs: replace those by their pseudonym."""
+    """Every path component pseudonymised, whatever made the file fail (see `pseudonym_path`)."""
     known = set(patients)
-    for entry in entries:
-        parts = Path(entry["path"]).parts
-        entry["path"] = str(Path(*[f"patient-{salted_key(cfg.salt, p)[:12]}"
-                                   if salted_key(cfg.salt, p) in known else p for p in parts]))
-    return entries
+    return [{**e, "path": pseudonym_path(cfg.salt, e["path"], known)} for e in entries]
 
 
 def _write_json_atomic(path: Path, obj) -> None:
@@ -230,13 +228,39 @@ def load_manifest(out: str | os.PathLike) -> dict | None:
         return None
 
 
+MARKER = ".raylatent-ingest"  # this folder is ours: its train/, test/ and staging folders may be replaced
+
+
+def claim_output(src: Path, out: Path) -> None:
+    """Refuse an --out that would overwrite or delete what we did not write, and clean up what a
+    killed ingest of ours left behind. Ours = it holds our marker (or an older manifest of ours)."""
+    s, o = src.resolve(), out.resolve()
+    if s == o or s in o.parents or o in s.parents:
+        raise ConfigError(f"--out {out} overlaps --src {src} (one inside the other); choose an --out outside "
+                          f"the source tree (the source is never written)")
+    if o.exists() and not o.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder (new, or a previous raylatent ingest output)")
+    if o.is_dir() and any(o.iterdir()) and not (o / MARKER).exists():
+        m = load_manifest(o)
+        if not (m and str(m.get("version", "")).startswith("ingest-v")):
+            raise ConfigError(f"--out {out}: not empty and not a raylatent ingest output; give a new or empty "
+                              f"folder (nothing in it was touched)")
+    o.mkdir(parents=True, exist_ok=True)
+    if not (o / MARKER).exists():  # a rerun with nothing to do leaves every file as it was
+        (o / MARKER).touch()
+    for stale in o.glob(".staging-*"):  # a killed run's half-written outputs
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def ingest(cfg: IngestConfig, log=print) -> dict:
     """Run (or skip) the ingest stage; returns the manifest."""
     import ray
 
     t0 = time.time()
     out = Path(cfg.out)
-    files = [f for f in find_files(cfg.src) if f not in SIDECARS]
+    claim_output(Path(cfg.src), out)
+    odd: list[dict] = []
+    files = [f for f in find_files(cfg.src, odd) if f not in SIDECARS]
     fp = fingerprint(cfg, files)
     old = load_manifest(out)
     if old is not None and old.get("fingerprint") == fp:
@@ -263,6 +287,7 @@ def ingest(cfg: IngestConfig, log=print) -> dict:
         meta = pa.concat_tables(tables) if tables else _scan_schema().empty_table()
         timings = {"scan_s": round(time.time() - t0, 2)}
         plan, skipped, patients = plan_rows(meta, cfg, factors)
+        skipped = sorted(skipped + _redact(odd, patients, cfg), key=lambda e: e["path"])
         by_file: dict[str, list] = defaultdict(list)
         for p in plan.values():
             by_file[p["rel_path"]].append({k: v for k, v in p.items() if k != "rel_path"})
@@ -310,9 +335,23 @@ def ingest(cfg: IngestConfig, log=print) -> dict:
                 shutil.rmtree(out / split)
             os.replace(final / f"{PART}={split}", out / split)
         _write_json_atomic(out / MANIFEST, manifest)
+    except Exception as e:
+        if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
+            raise ConfigError(f"--out {out}: the disk filled up while writing shards; free space (or choose another "
+                              f"--out) and rerun: the previous outputs, if any, were left as they were") from None
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"ingest: {counts['train']} train / {counts['test']} test slices from "
         f"{len(patients)} patients; {len(skipped)} files skipped (see {out / MANIFEST}); "
         f"{manifest['elapsed_s']:.1f} s")
     return manifest
+
+
+def locate(src: str | os.PathLike, pseudonym: str, salt: str, out: str | os.PathLike | None = None) -> list[str]:
+    """The real paths under src whose pseudonym (as the manifest's `skipped` lists it) matches."""
+    m = load_manifest(out) if out else None
+    known = set((m or {}).get("patients", {}))
+    odd: list[dict] = []
+    found = find_files(src, odd)
+    return [rel for rel in found + [e["path"] for e in odd] if pseudonym_path(salt, rel, known) == pseudonym]
