@@ -61,8 +61,13 @@ def run_data(plan: Plan, log=print) -> Path:
         src = Path(d.path).expanduser()
     else:
         src = cached(plan.phantom, PhantomParams(d.patients, d.slices, d.matrix, d.phantom_seed), log=log)
-    ingest(IngestConfig(src=str(src), out=str(plan.data), size=d.size, test_frac=d.test_frac,
-                        seed=d.split_seed), log=log)
+    m = ingest(IngestConfig(src=str(src), out=str(plan.data), size=d.size, test_frac=d.test_frac,
+                            seed=d.split_seed), log=log)
+    if m["counts"]["train"] == 0:
+        reasons = sorted({e["reason"].split(" (")[0] for e in m["skipped"]})
+        raise ConfigError(f"data.path {src}: no usable CT slices ({m['files_seen']} files seen, {len(m['skipped'])} "
+                          f"skipped{': ' + ', '.join(reasons[:3]) if reasons else ''}); point data.path at a folder "
+                          f"of CT DICOM series")
     return plan.data
 
 
@@ -92,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         grid = load_grid(args.grid, args.set)
         run_dir = Path(args.out or Path("runs") / grid.name).resolve()
         report_dir = Path(args.report_dir or Path("reports") / grid.name).resolve()
+        for flag, d in (("--out", run_dir), ("--report-dir", report_dir)):
+            if d.exists() and not d.is_dir():
+                raise ConfigError(f"{flag} {d}: is a file; give a folder")
         plan = Plan(grid, run_dir, report_dir)
         if args.dry_run:
             from raylatent.dryrun import dry_run

@@ -69,3 +69,25 @@ def test_results_json_that_is_not_json(run, tmp_path, capsys):
     (run / "directions" / "t" / "results.json").write_text("{not json")
     rc, err = _report(run, tmp_path, capsys)
     assert rc == 2 and "results.json: not readable as JSON" in err
+
+
+def test_a_checkpoint_asking_for_an_absurd_network_is_refused_before_allocating(run, tmp_path, capsys):
+    import torch
+
+    path = run / "generators" / "g" / "vae" / "generator.pt"
+    rec = torch.load(path, weights_only=True)
+    cfg = json.loads(rec["config"])
+    cfg.update(size=1024, vae_width=1024)
+    rec["config"] = json.dumps(cfg)
+    torch.save(rec, path)
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and str(path) in err and "parameters (limit" in err
+
+
+def test_a_train_split_smaller_than_a_batch_is_one_line(run, tmp_path):
+    from raylatent.config import ConfigError, GeneratorsConfig
+    from raylatent.train.stage import train_generator
+
+    cfg = GeneratorsConfig(size=32, batch_size=4, num_workers=2, epochs=1, keep_last=1, fid_network="fallback")
+    with pytest.raises(ConfigError, match=r"the train split has 6 slices, fewer than batch_size x num_workers \(4 x 2\)"):
+        train_generator("gan", run / "data" / "d", cfg, tmp_path / "gens")

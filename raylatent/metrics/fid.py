@@ -67,34 +67,61 @@ class RandomConvFeatures(nn.Module):
         return self.net(x)
 
 
+FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's file, as torch.hub caches it
+
+
+def load_fid_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The Inception state dict, loaded weights-only: torch.hub's loader unpickles arbitrary
+    objects (weights_only=False in this torch), so a planted .pth could run code. A file that is
+    not a plain state dict of tensors is a one-line ConfigError."""
+    from raylatent.config import ConfigError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise ConfigError(f"FID weights {path}: not a plain weights file ({reason}); give pytorch-fid's "
+                          f"{FID_WEIGHTS_NAME}") from None
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())
+            and "Conv2d_1a_3x3.conv.weight" in state and "Mixed_7c.branch_pool.conv.weight" in state):
+        raise ConfigError(f"FID weights {path}: not the FID Inception state dict (expected keys such as "
+                          f"Conv2d_1a_3x3.conv.weight); give pytorch-fid's {FID_WEIGHTS_NAME}")
+    return state
+
+
 class InceptionFeatures(nn.Module):
     name = INCEPTION_NAME
 
     def __init__(self, weights: str | None = None):
         super().__init__()
-        import tempfile
+        from raylatent.config import ConfigError
 
-        from pytorch_fid import inception as pfi  # optional dependency: pip install ".[fid]"
-
-        fname = os.path.basename(pfi.FID_WEIGHTS_URL)
         if weights:
             if not Path(weights).is_file():
-                raise FileNotFoundError(f"FID weights {weights}: no such file")
+                raise ConfigError(f"FID weights {weights}: no such file")
             src = Path(weights).resolve()
         else:
-            src = Path(torch.hub.get_dir()) / "checkpoints" / fname
+            src = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_NAME
             if not src.is_file():  # never download here: offline nodes would hang, not fail
                 raise FileNotFoundError(f"{src}: FID Inception weights not cached")
-        old = torch.hub.get_dir()
-        with tempfile.TemporaryDirectory() as hub:
-            (Path(hub) / "checkpoints").mkdir()
-            (Path(hub) / "checkpoints" / fname).symlink_to(src)
-            torch.hub.set_dir(hub)
-            try:
-                self.net = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
-                                           normalize_input=True).eval()
-            finally:
-                torch.hub.set_dir(old)
+        state = load_fid_weights(src)  # before pytorch-fid sees the file
+        try:
+            from pytorch_fid import inception as pfi  # optional dependency: pip install ".[fid]"
+        except ImportError:
+            if weights:
+                raise ConfigError(f"FID weights {weights} given but pytorch-fid is not installed: "
+                                  f"pip install '.[fid]'") from None
+            raise
+        loader = pfi.load_state_dict_from_url
+        pfi.load_state_dict_from_url = lambda *a, **k: state  # their builder, our (checked) weights
+        try:
+            self.net = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
+                                       normalize_input=True).eval()
+        except RuntimeError as e:  # strict load_state_dict: missing or unexpected keys
+            raise ConfigError(f"FID weights {src}: do not fit pytorch-fid's Inception "
+                              f"({str(e).splitlines()[0][:120]})") from None
+        finally:
+            pfi.load_state_dict_from_url = loader
         for p in self.parameters():
             p.requires_grad_(False)
 
@@ -109,8 +136,11 @@ def feature_extractor(prefer: str = "inception", weights: str | None = None) -> 
     if prefer == "inception":
         try:
             return InceptionFeatures(weights)
-        except Exception:  # no package, no weights, no network: fall back, by name
-            pass
+        except Exception as e:  # no package, no cached weights: fall back, by name
+            from raylatent.config import ConfigError
+
+            if isinstance(e, ConfigError):  # weights that were given but are bad: never silently
+                raise
     return RandomConvFeatures()
 
 

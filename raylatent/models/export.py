@@ -36,7 +36,35 @@ def read_generator(folder: str | os.PathLike, kind: str) -> dict:
         stale = f" and {run / 'directions'}" if run else ""
         raise ConfigError(f"{path}: unreadable generator checkpoint ({reason}); delete {path.parent}{stale} and "
                           f"rerun python -m raylatent.ablate to train it again") from None
+    _check_config(path, record)
     return record
+
+
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above the paper's networks (DCGAN ~50 M, VAE 30 M)
+
+
+def _check_config(path: Path, record: dict) -> None:
+    """A checkpoint's configuration is validated and its network sized on the meta device (no
+    memory) before anything is allocated: a file asking for an absurd width is refused."""
+    import dataclasses
+
+    from raylatent.config import ConfigError, GeneratorsConfig
+    from raylatent.models import make_generator_from
+
+    try:
+        cfg = json.loads(record["config"])
+        known = {f.name for f in dataclasses.fields(GeneratorsConfig)}
+        GeneratorsConfig(**{k: v for k, v in cfg.items() if k in known and k != "fid_weights"})
+        with torch.device("meta"):
+            n = sum(p.numel() for p in make_generator_from(record.get("kind", "gan"), SimpleNamespace(**cfg)).parameters())
+    except ConfigError as e:
+        raise ConfigError(f"{path}: its configuration is invalid ({e}); delete {path.parent} and retrain") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{path}: unreadable configuration ({type(e).__name__}: {e}); delete {path.parent} "
+                          f"and retrain") from None
+    if n > MAX_PARAMETERS:
+        raise ConfigError(f"{path}: its configuration asks for {n:,} parameters (limit {MAX_PARAMETERS:,}); "
+                          f"not loading it")
 
 
 def build_generator(kind: str, config: dict, state_dict: dict) -> nn.Module:

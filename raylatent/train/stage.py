@@ -72,6 +72,11 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
     if (dest / METRICS).exists():
         log(f"generators: {kind} already trained ({dest}); skipping")
         return json.loads((dest / METRICS).read_text())
+    n_train = (load_manifest(shards) or {}).get("counts", {}).get("train", 0)
+    if n_train < cfg.batch_size * cfg.num_workers:  # every worker needs one full batch per epoch
+        raise ConfigError(f"generators.batch_size {cfg.batch_size}: the train split has {n_train} slices, fewer than "
+                          f"batch_size x num_workers ({cfg.batch_size} x {cfg.num_workers}); lower "
+                          f"generators.batch_size or num_workers, or add data")
     resources = {"CPU": cfg.cpus_per_worker}
     if cfg.use_gpu:
         resources["GPU"] = cfg.gpus_per_worker or 1
@@ -116,6 +121,10 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
 def run_generators(shards: str | os.PathLike, cfg: GeneratorsConfig, out: str | os.PathLike,
                    log=print) -> dict[str, dict]:
     out = Path(out)
+    if cfg.fid_weights:  # checked on the driver (one line), not in a Ray worker (a traceback)
+        from raylatent.metrics.fid import load_fid_weights
+
+        load_fid_weights(Path(cfg.fid_weights).expanduser())
     out.mkdir(parents=True, exist_ok=True)
     return {kind: train_generator(kind, shards, cfg, out, log=log) for kind in cfg.kinds}
 
