@@ -2,6 +2,7 @@
 Ray, on a copy of a finished reduced run (only the directions stage runs again)."""
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ablate_helpers import REDUCED, _sets
+from raylatent.config import load_grid
 
 pytestmark = pytest.mark.ray
 
@@ -29,10 +31,6 @@ def _copy_run(smoke_run, dest: Path) -> Path:
     return dest
 
 
-def _trial_dirs(exp: Path):
-    return [p for p in exp.glob("*/") if (p / "progress.csv").exists()]
-
-
 def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_path):
     run = _copy_run(smoke_run, tmp_path / "run")
     # lenet trials long enough to kill the driver while some are still running
@@ -46,36 +44,46 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_
     try:
         deadline = time.time() + 300
         while time.time() < deadline:
-            exps = list((run / "directions").glob("*/tune"))
-            done = []
-            for exp in exps:
-                for d in _trial_dirs(exp):
-                    res = (d / "result.json").read_text().strip().splitlines() if (d / "result.json").exists() else []
-                    last = json.loads(res[-1]) if res else {}
-                    if last and last.get("step", 0) >= last["config"]["trial"]["steps"]:  # its final report
-                        done.append(d)
+            done = list((run / "directions").glob("*/trials/*/record.json"))  # a trial's last write
             if len(done) >= 2 and len(done) < 14:
-                # let Tune's experiment state (saved every TUNE_GLOBAL_CHECKPOINT_S) record them as
-                # finished: killed before that, a trial is restarted at its final checkpoint and
-                # returns at once, which touches its files though it redoes nothing
-                time.sleep(3)
-                finished_before = {d.name: (d / "progress.csv").stat().st_mtime_ns for d in done}
+                finished_before = {p.parent.name: p.stat().st_mtime_ns for p in done}
                 break
             time.sleep(1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
         proc.wait()
     assert finished_before, "no trial finished within the time limit"
+    # a run directory handed over by someone else: Tune's pickled state is planted with code that
+    # would leave a marker when unpickled; resuming must never unpickle it
+    marker = tmp_path / "pwned"
+    exp = next((run / "directions").glob("*/tune"))
+    evil = pickle.dumps(Evil(str(marker)))
+    for name in ("tuner.pkl", "trainable.pkl"):
+        (exp / name).write_bytes(evil)
+    for d in exp.iterdir():
+        if d.is_dir():
+            (d / "params.pkl").write_bytes(evil)
     time.sleep(3)
     r = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True, timeout=600,
                        start_new_session=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "restoring the interrupted experiment" in r.stdout
+    assert not marker.exists()
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
-    assert len([r for r in results if r["reconstructor"] != "none"]) == 14
-    exp = next((run / "directions").glob("*/tune"))
+    grid = load_grid("smoke", overrides)
+    assert len([r for r in results if r["reconstructor"] != "none"]) == len(grid.directions.trials())
     for name, mtime in finished_before.items():
-        assert (exp / name / "progress.csv").stat().st_mtime_ns == mtime, f"{name} was rerun"
+        record = next((run / "directions").glob(f"*/trials/{name}/record.json"))
+        assert record.stat().st_mtime_ns == mtime, f"{name} was rerun"
+        assert (exp / name / "progress.csv").exists()  # its Tune log from the first attempt is kept
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
 
 
 def test_two_node_cluster_runs_trials_on_both_nodes(smoke_run, tmp_path):

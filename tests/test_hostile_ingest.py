@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from dicom_samples import sample
-from raylatent.config import ConfigError, IngestConfig
+from raylatent.config import IngestConfig
 from raylatent.data.dicom import SkipFile, hu_to_model, read_ct
 from raylatent.data.shards import load_split
 from raylatent.ingest import main as ingest_main

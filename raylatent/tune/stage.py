@@ -1,17 +1,19 @@
 """The `directions` stage: every direction-discovery configuration as a Ray Tune trial.
 
 Generator weights go once into the object store (`tune.with_parameters`, numpy arrays), never
-into `param_space`. Each trial reports held-out RCA and Ls with a checkpoint every `eval_every`
-steps (TensorBoard event files come from Tune's tensorboardX logger), a failed trial is retried
-from its last checkpoint, and an interrupted experiment is restored without rerunning finished
-trials. Results land in `results.json`, one record per trial.
+into `param_space`. Each trial reports held-out RCA and Ls to Tune every `eval_every` steps
+(TensorBoard event files come from Tune's tensorboardX logger) and keeps its own state in
+`trials/<name>/`: a weights-only checkpoint, its directions, its curve and, when done, its labels
+and record. A failed trial is retried from that checkpoint, and `--resume` reruns only the trials
+without a record, never restoring Tune's pickled experiment state. On a multi-node cluster the run
+directory must be on storage every node shares (as Tune's own storage_path requires).
+Results land in `results.json`, one record per trial.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,13 +22,17 @@ import torch
 
 from raylatent.config import DirectionsConfig
 from raylatent.discovery.export import save_directions
-from raylatent.discovery.runner import CKPT, load_checkpoint, run, save_checkpoint
+from raylatent.discovery.evaluate import evaluate
+from raylatent.discovery.runner import load_checkpoint, run, save_checkpoint
 from raylatent.discovery.step import Discovery, DiscoveryConfig
 
 EXPERIMENT = "tune"
 LABELS = "labels.json"
 RESULTS = "results.json"
 DIRECTIONS = "directions.npz"
+CURVE = "curve.json"
+RECORD = "record.json"  # written last by a trial: its presence means the trial finished
+CURVE_KEYS = ("step", "rca", "ls", "shift_mae", "train_rca", "loss")
 
 
 def trial_name(t: dict) -> str:
@@ -58,31 +64,54 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
                           lr_directions=d.lr_directions or None, shift_scale=d.shift_scale,
                           min_shift=d.min_shift, seed=t["seed"])
     disc = Discovery(G, cfg, device=device, amp=cuda)
-    ckpt = tune.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as cd:
-            load_checkpoint(disc, cd)
+    folder = Path(settings["out"]) / "trials" / trial_name(t)
+    folder.mkdir(parents=True, exist_ok=True)
+    # resume (a retry after a failure, or --resume after a kill) from our own files only: a
+    # weights-only checkpoint and JSON, never Tune's pickles
+    resumed = load_checkpoint(disc, folder)
+    curve = [c for c in _read_json(folder / CURVE, []) if c["step"] <= disc.step_count] if resumed else []
     t0 = time.time()
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
 
+    def arrays() -> dict:
+        return {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
+
+    def finish(metrics: dict) -> dict:
+        """Say what each direction does, then write the record (last: it marks the trial done)."""
+        _write_json(folder / LABELS, label_directions(G, arrays(), zreg))
+        metrics = {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id}
+        _write_json(folder / RECORD, metrics)
+        return metrics
+
     def report(metrics: dict, _checkpointed: bool) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(disc, tmp)
-            arrays = {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
-            save_directions(Path(tmp) / DIRECTIONS, arrays, {**cfg.to_dict(), **t})
-            if metrics["step"] >= t["steps"]:  # final: say what each direction does
-                (Path(tmp) / LABELS).write_text(json.dumps(label_directions(G, arrays, zreg)))
-            tune.report({**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id},
-                        checkpoint=tune.Checkpoint.from_directory(tmp))
-        if settings.get("fail_once_at") == metrics["step"] and not ckpt:
+        save_directions(folder / DIRECTIONS, arrays(), {**cfg.to_dict(), **t})
+        curve.append({k: metrics[k] for k in CURVE_KEYS})
+        _write_json(folder / CURVE, curve)  # before the checkpoint: a kill in between re-evaluates, never skips
+        save_checkpoint(disc, folder)
+        final = metrics["step"] >= t["steps"]
+        tune.report(finish(metrics) if final else {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id})
+        if settings.get("fail_once_at") == metrics["step"] and not resumed:
             raise RuntimeError(f"injected failure at step {metrics['step']} (test)")
 
-    eval_every = min(d.eval_every, t["steps"]) if t["steps"] else 0
-    if t["steps"] == 0 or disc.step_count >= t["steps"]:
+    if disc.step_count >= t["steps"]:  # killed after its last checkpoint, before its record
+        tune.report(finish(curve[-1] if curve else {"step": disc.step_count, **evaluate(disc, n=d.eval_n)}))
         return
-    run(disc, t["steps"], eval_every=eval_every, eval_n=d.eval_n, on_report=report)
+    run(disc, t["steps"], eval_every=min(d.eval_every, t["steps"]), eval_n=d.eval_n, on_report=report)
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
 
 
 def z_regressor(shards: str | None):
@@ -151,7 +180,12 @@ def _weights(generators_dir: Path, kinds) -> tuple[dict, dict]:
 def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: str | os.PathLike,
                    resume: bool = True, fail_once_at: int | None = None, shards: str | None = None,
                    log=print) -> list[dict]:
-    """Run (or restore) the Tune experiment under out/; write out/results.json."""
+    """Run the trials under out/ (with `resume`, only those without a finished record, each from
+    its own last checkpoint); write out/results.json.
+
+    Resuming reads only what the trials wrote themselves (JSON, npz without pickles and
+    weights-only checkpoints). Tune's experiment state (tuner.pkl, trial pickles) is never
+    restored: a run directory received from someone else cannot run code through it."""
     from ray import tune
 
     out = Path(out).resolve()
@@ -160,54 +194,37 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         return json.loads((out / RESULTS).read_text())
     # longest first: Tune starts trials in grid order, so short ones fill the slots at the end
     trials = sorted(d.trials(), key=lambda t: -t["steps"])
-    weights, gcfg = _weights(Path(generators_dir), d.generators)
-    zreg = z_regressor(shards)
-    settings = {"directions": d, "generators": gcfg, "fail_once_at": fail_once_at}
-    trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg,
-                                                         settings=settings),
-                                    {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
-    exp_path = out / EXPERIMENT
-    if resume and tune.Tuner.can_restore(str(exp_path)):
-        log(f"directions: restoring the interrupted experiment at {exp_path}")
-        tuner = tune.Tuner.restore(str(exp_path), trainable=trainable, resume_errored=True)
+    if resume:
+        done = [t for t in trials if _finished(out, t)]
+        if done or (out / "trials").exists():
+            log(f"directions: restoring the interrupted experiment at {out}: {len(done)} of {len(trials)} trials "
+                f"finished, the others continue from their last checkpoint")
     else:
-        if exp_path.exists():
-            shutil.rmtree(exp_path)
-        tuner = tune.Tuner(
+        for stale in ("trials", *(p.name for p in out.glob(f"{EXPERIMENT}*"))):
+            shutil.rmtree(out / stale, ignore_errors=True)
+        done = []
+    todo = [t for t in trials if t not in done]
+    weights, gcfg = _weights(Path(generators_dir), d.generators)
+    zreg = z_regressor(shards) if todo or d.baselines else None
+    if todo:
+        settings = {"directions": d, "generators": gcfg, "fail_once_at": fail_once_at, "out": str(out)}
+        trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg,
+                                                             settings=settings),
+                                        {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
+        name = EXPERIMENT if not (out / EXPERIMENT).exists() else f"{EXPERIMENT}-{time.strftime('%Y%m%d-%H%M%S')}"
+        grid = tune.Tuner(
             trainable,
-            param_space={"trial": tune.grid_search(trials)},
+            param_space={"trial": tune.grid_search(todo)},
             tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
                                         trial_dirname_creator=lambda tr: trial_name(tr.config["trial"]),
                                         trial_name_creator=lambda tr: trial_name(tr.config["trial"])),
-            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(out),
+            run_config=tune.RunConfig(name=name, storage_path=str(out),
                                       failure_config=tune.FailureConfig(max_failures=d.max_failures)),
-        )
-    grid = tuner.fit()
-    records = []
-    for res in grid:
-        t = res.config["trial"]
-        m = res.metrics or {}
-        if res.error or not res.checkpoint:
-            log(f"directions: trial {trial_name(t)} failed: {str(res.error).splitlines()[0] if res.error else 'no checkpoint'}")
-            continue
-        dest = out / "trials" / trial_name(t)
-        dest.mkdir(parents=True, exist_ok=True)
-        with res.checkpoint.as_directory() as cd:
-            shutil.copy(Path(cd) / DIRECTIONS, dest / DIRECTIONS)
-            shutil.copy(Path(cd) / CKPT, dest / CKPT)
-            labels = json.loads((Path(cd) / LABELS).read_text()) if (Path(cd) / LABELS).exists() else None
-        if labels:
-            (dest / LABELS).write_text(json.dumps(labels))
-        history = res.metrics_dataframe
-        curve = [] if history is None else history[["step", "rca", "ls", "shift_mae", "train_rca", "loss"]].to_dict("records")
-        (dest / "curve.json").write_text(json.dumps(curve))
-        records.append({"trial": trial_name(t), "generator": t["generator"], "reconstructor": t["reconstructor"],
-                        "deformator": t["deformator"], "K": t["K"], "seed": t["seed"], "iterations": m.get("step"),
-                        "rca": m.get("rca"), "ls": m.get("ls"), "shift_mae": m.get("shift_mae"),
-                        "gamma": d.gamma, "wall_s": m.get("trial_wall_s"),
-                        "node_id": m.get("node_id"),
-                        "directions": str(Path("trials") / trial_name(t) / DIRECTIONS),
-                        **(_label_summary(labels) if labels else {})})
+        ).fit()
+        for res in grid:
+            if res.error and not _finished(out, res.config["trial"]):
+                log(f"directions: trial {trial_name(res.config['trial'])} failed: {str(res.error).splitlines()[0]}")
+    records = [_record(out, t, d.gamma) for t in trials if _finished(out, t)]
     if d.baselines and len(records) == len(trials):
         log("directions: scoring the closed-form baselines (SeFa, GANSpace)")
         records += baseline_records(weights, gcfg, max(x["K"] for x in d.deformators), zreg, out)
@@ -220,3 +237,20 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         log(f"directions: {len(trials) - len(records)} of {len(trials)} trials did not finish; "
             f"rerun with --resume to retry them (finished ones are kept)")
     return records
+
+
+def _finished(out: Path, t: dict) -> bool:
+    return _read_json(out / "trials" / trial_name(t) / RECORD, None) is not None
+
+
+def _record(out: Path, t: dict, gamma: float) -> dict:
+    """One results.json record from the trial's own files."""
+    folder = out / "trials" / trial_name(t)
+    m = _read_json(folder / RECORD, {})
+    labels = _read_json(folder / LABELS, None)
+    return {"trial": trial_name(t), "generator": t["generator"], "reconstructor": t["reconstructor"],
+            "deformator": t["deformator"], "K": t["K"], "seed": t["seed"], "iterations": m.get("step"),
+            "rca": m.get("rca"), "ls": m.get("ls"), "shift_mae": m.get("shift_mae"), "gamma": gamma,
+            "wall_s": m.get("trial_wall_s"), "node_id": m.get("node_id"),
+            "directions": str(Path("trials") / trial_name(t) / DIRECTIONS),
+            **(_label_summary(labels) if labels else {})}
