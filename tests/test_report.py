@@ -172,3 +172,18 @@ def test_table_has_chance_random_baseline_and_fid_reference(reports, tmp_path):
     run = fake_run(tmp_path / "run", good, seeds=(0,), fid_network="inception-v3 (pytorch-fid, pool3 2048)")
     inc = build_report(run, tmp_path / "rep").read_text()
     assert "paper: 33.4 (Inception" in inc and "paper: 93.9 (Inception" in inc
+
+
+def test_our_unit_norm_ablation_is_its_own_column_without_paper_values():
+    from raylatent.report.tables import columns
+
+    recs = [{"generator": "gan", "reconstructor": "lenet", "deformator": d, "K": k, "seed": 0, "iterations": 800,
+             "rca": 0.5, "ls": 0.2} for d, k in (("ortho", 32), ("proj", 32), ("proj", 100), ("unit", 32))]
+    cols = columns(recs)
+    assert [(d, k) for d, k, _ in cols] == [("ortho", 32), ("proj", 32), ("proj", 100), ("unit", 32)]
+    assert cols[3][2] == "Unit-norm columns (ours, not the paper's) K=32"
+    text, cells = table1(recs)
+    header = text.splitlines()[0]
+    assert "Unit-norm columns (ours, not the paper's) K=32 RCA" in header and cells[("gan", "lenet", "unit", 32)]["rca"] == 0.5
+    paper_row = next(x for x in text.splitlines() if x.startswith("| GAN LeNet (paper)"))
+    assert [c.strip() for c in paper_row.strip("|").split("|")][-2:] == ["", ""]
