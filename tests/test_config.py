@@ -58,6 +58,21 @@ def test_seeds_axis_and_overrides():
     ("data: {}\n", ["directions.iterations=[500]"], "directions.iterations: 500 is not a mapping"),
     ("directions: {lr_by_reconstructor: 0.1}\n", [], "directions.lr_by_reconstructor: expected a mapping"),
     ("report: {windows: [{name: lung, center: -600}]}\n", [], "report.windows: {'name': 'lung'"),
+    # issue 14: values that used to be tracebacks, hangs or silently wrong output
+    ("data: {}\n", ["directions.deformators=[{deformator: proj, K: 0}]"], "K 0 in"),
+    ("data: {}\n", ["directions.deformators=[{deformator: proj, K: 2.5}]"], "K 2.5 in"),
+    ("data: {}\n", ["directions.deformators=[{deformator: proj, K: 100000}]"], "K 100000 in"),
+    ("data: {}\n", ["directions.deformators=[{deformator: ortho, K: 16}]"], "ortho with K=16"),
+    ("data: {}\n", ["directions.seeds=[]"], "directions.seeds: []"),
+    ("data: {}\n", ["directions.iterations=[{steps: 0}]"], "steps 0 in"),
+    ("data: {}\n", ["directions.lr=.nan"], "directions.lr: nan"),
+    ("data: {}\n", ["directions.lr=-0.001"], "directions.lr: -0.001"),
+    ("data: {}\n", ["data.test_frac=0"], "data.test_frac: 0"),
+    ("data: {}\n", ["data.test_frac=1.5"], "data.test_frac: 1.5"),
+    ("data: {}\n", ["data.patients=0"], "data.patients: 0"),
+    ("data: {}\n", ["generators.gan_width=100000"], "generators.gan_width: 100000"),
+    ("data: {}\n", ["name=../../x"], "name '../../x': a grid name is one folder name"),
+    ("data: {}\n", ["name=/tmp/abs"], "name '/tmp/abs'"),
 ])
 def test_bad_grids_give_one_line_errors(tmp_path, capsys, text, override, msg):
     p = tmp_path / "g.yaml"
@@ -109,3 +124,17 @@ def test_worker_hooks_quiet_rays_per_epoch_chatter_by_the_loggers_real_names():
     finally:
         for lg, lvl in zip(loggers, before):
             lg.setLevel(lvl)
+
+
+def test_an_out_that_is_a_file_and_a_data_path_without_ct_are_one_line(tmp_path, capsys, ray_session):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert ablate_main(["--grid", "smoke", "--out", str(afile)]) == 2
+    assert f"--out {afile}: is a file" in capsys.readouterr().err
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("no DICOM here")
+    rc = ablate_main(["--grid", "smoke", "--out", str(tmp_path / "run"), "--no-dashboard",
+                      "--set", f"data.path={notes}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "no usable CT slices (1 files seen, 1 skipped: not DICOM)" in err

@@ -219,7 +219,7 @@ def test_ortho_is_the_authors_exponential_map():
     determinant +1, shift norm |eps|."""
     A = make_directions("ortho", 32, 32, seed=1)
     assert A.S.shape == (32, 32) and abs(float(A.S.detach().std()) - 1.0) < 0.05
-    M = A.matrix()
+    M = A.matrix().detach()
     torch.testing.assert_close(M.T @ M, torch.eye(32), atol=1e-5, rtol=0)
     assert float(torch.linalg.det(M)) == pytest.approx(1.0, abs=1e-4)
     eps = torch.linspace(-6, 6, 32)
