@@ -39,8 +39,10 @@ def test_learning_rate_and_width_per_reconstructor():
 
 
 def test_seeds_axis_and_overrides():
+    one = load_grid("smoke").directions
     g = load_grid("smoke", ["directions.seeds=[0,1,2]", "generators.epochs=4", "data.size=64"])
-    assert len(g.directions.trials()) == 3 * 14
+    per_seed = len(one.generators) * (len(one.reconstructors) * len(one.deformators) + one.random_baseline)
+    assert len(one.trials()) == per_seed and len(g.directions.trials()) == 3 * per_seed
     assert g.generators.epochs == 4 and g.generators.size == 64  # generators follow data.size
 
 

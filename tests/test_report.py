@@ -5,7 +5,9 @@ import pytest
 from PIL import Image
 
 from fake_run import fake_run
+from raylatent.config import ReportConfig
 from raylatent.report.build import build_report
+from raylatent.report.figures import TILE
 from raylatent.report.tables import CLAIMS, PAPER, check_claim, table1
 
 
@@ -62,11 +64,20 @@ def test_every_linked_asset_exists_with_the_expected_size(reports):
         p = md.parent / link
         assert p.exists(), link
         im = Image.open(p)
-        assert im.size[0] > 0 and im.size[1] > 0
-        if "chart-" in link:  # rows = directions (16 per page), 7 shifts, 64-pixel tiles + 2 gap
-            rows = 16 if "-K32-" in link or "p1" in link else None
-            if rows:
-                assert im.size == (110 + 7 * 66, rows * 66)
+        cell, shifts = TILE + 2, len(ReportConfig().shifts)  # a tile and its gap; the report's shift columns
+        if "chart-" in link:  # rows = directions (16 per page), a label column, a column per shift
+            k = 32 if "-K32-" in link else 40
+            page = int(re.search(r"-p(\d+)\.png$", link).group(1))
+            rows = min(16, k - 16 * (page - 1))
+            assert im.size == (110 + shifts * cell, rows * cell), link
+        elif "random-vs-discovered" in link:  # 5 directions; random, a gap column, discovered
+            assert im.size == (110 + (2 * shifts + 1) * cell, 5 * cell)
+        elif link.endswith("z-position.png"):  # 24 latents, a column per shift, no labels
+            assert im.size == (shifts * cell, 24 * cell)
+        elif "interpolation-" in link:  # original, 8 steps, original
+            assert im.size == (10 * cell, cell)
+        elif link.endswith(".png"):  # matplotlib curves: 7 x 3.6 inches at 100 dpi
+            assert im.size == (700, 360), link
         if link.endswith(".gif"):  # one 64-pixel tile per direction; a sweep of up to 16 frames
             first, last = map(int, re.search(r"-(\d{3})-(\d{3})\.gif$", link).groups())
             assert im.size == ((last - first + 1) * 64, 64)

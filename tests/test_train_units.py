@@ -76,12 +76,13 @@ def test_fid_ranks_and_names_its_network():
     assert fid(ex, stats, close) < fid(ex, stats, far)
 
 
-def test_fid_network_choice_is_explicit(tmp_path):
+def test_fid_network_choice_is_explicit(tmp_path, monkeypatch):
     from raylatent.metrics.fid import FALLBACK_NAME
 
     assert feature_extractor("fallback").name == FALLBACK_NAME
-    # no cached Inception weights on this machine: the fallback, and it says so
-    assert feature_extractor("inception").name in (FALLBACK_NAME, "inception-v3 (pytorch-fid, pool3 2048)")
+    # no cached Inception weights (an empty hub): the fallback, and it says so
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert feature_extractor("inception").name == FALLBACK_NAME
     with pytest.raises(ConfigError, match="fid_weights"):
         GeneratorsConfig(fid_weights=str(tmp_path / "missing.pth"))
 
