@@ -16,25 +16,38 @@ from pathlib import Path
 
 from raylatent.config import ConfigError, Grid, IngestConfig, load_grid
 from raylatent.discovery import DISCOVERY_VERSION
+from raylatent.stages import file_digest, keyed_folder, science, stage_key
 from raylatent.train import GENERATORS_VERSION
 
 
-def _hash(*parts: str) -> str:
-    import hashlib
-
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
-
-
 class Plan:
-    """Where each stage of a grid lives under RUN_DIR."""
+    """Where each stage of a grid lives under RUN_DIR. The data folder is keyed by the data
+    settings (the ingest itself tracks the source files); the generators and directions folders
+    by what they consume, known once the stage before them is done (see raylatent.stages)."""
 
     def __init__(self, grid: Grid, run_dir: Path, report_dir: Path):
+        from raylatent.data.ingest import INGEST_VERSION
+
         self.grid, self.run_dir, self.report_dir = grid, run_dir, report_dir
-        kd, kg, kt = grid.key("data"), grid.key("generators"), grid.key("directions")
         self.phantom = run_dir / "phantom"
-        self.data = run_dir / "data" / kd
-        self.generators = run_dir / "generators" / _hash(kd, kg, GENERATORS_VERSION)
-        self.directions = run_dir / "directions" / _hash(kd, kg, GENERATORS_VERSION, kt, DISCOVERY_VERSION)
+        self.data = run_dir / "data" / stage_key({"settings": grid.to_dict()["data"], "code": INGEST_VERSION})
+        self.generators: Path | None = None
+        self.directions: Path | None = None
+
+    def resolve_generators(self, manifest: dict, log=print) -> Path:
+        self.generators = keyed_folder(self.run_dir, "generators", {
+            "data": manifest["fingerprint"], "settings": science("generators", self.grid.to_dict()["generators"]),
+            "code": GENERATORS_VERSION}, log)
+        return self.generators
+
+    def resolve_directions(self, log=print) -> Path:
+        from raylatent.models.export import WEIGHTS
+
+        digests = {k: file_digest(self.generators / k / WEIGHTS) for k in sorted(self.grid.directions.generators)}
+        self.directions = keyed_folder(self.run_dir, "directions", {
+            "generators": digests, "settings": science("directions", self.grid.to_dict()["directions"]),
+            "code": DISCOVERY_VERSION}, log)
+        return self.directions
 
 
 def _stage(name: str, log=print):
@@ -163,9 +176,13 @@ def run_all(plan: Plan, args) -> int:
         shards = run_data(plan)
     times["ingest"] = t.s
     with _stage("generators (Ray Train)") as t:
+        from raylatent.data.ingest import load_manifest
+
+        plan.resolve_generators(load_manifest(shards))
         run_generators(shards, grid.generators, plan.generators)
     times["generators"] = t.s
     with _stage(f"directions (Ray Tune, {len(grid.directions.trials())} trials)") as t:
+        plan.resolve_directions()
         records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume,
                                  shards=str(shards))
     times["directions"] = t.s

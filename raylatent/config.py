@@ -5,7 +5,6 @@ The one place that reads settings from the environment (the pseudonym salt) or f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -338,8 +337,6 @@ class Grid:
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def key(self, section: str) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict()[section], sort_keys=True).encode()).hexdigest()[:12]
 
 
 _SECTIONS = {"data": DataConfig, "generators": GeneratorsConfig, "directions": DirectionsConfig,

@@ -83,3 +83,44 @@ def test_a_failing_trial_is_retried_from_its_checkpoint(smoke_run, tmp_path):
     assert len(records) == 1 and records[0]["iterations"] == 30
     curve = json.loads((tmp_path / "dirs" / "trials" / records[0]["trial"] / "curve.json").read_text())
     assert [c["step"] for c in curve] == [10, 20, 30]  # resumed after step 10, not restarted at 0
+
+
+def test_moving_to_other_hardware_reuses_every_stage(smoke_run, capsys):
+    """Scheduling settings are not part of any stage key: more CPUs, fewer workers, other retries
+    reuse the generators and the trials."""
+    root, args, _ = smoke_run
+    folders = {p for stage in ("generators", "directions") for p in (root / "run" / stage).iterdir()}
+    moved = args + ["--set", "directions.cpus_per_trial=0.25", "--set", "generators.cpus_per_worker=0.25",
+                    "--set", "generators.num_workers=1", "--set", "directions.max_failures=3"]
+    assert ablate_main(moved) == 0
+    out = capsys.readouterr().out
+    assert "already trained" in out and "exists; skipping" in out and "running again" not in out
+    assert {p for stage in ("generators", "directions") for p in (root / "run" / stage).iterdir()} == folders
+
+
+def test_changing_one_dicom_file_retrains_and_says_why(smoke_run, tmp_path, ray_session):
+    """Other data never reuses old generators: one source file changed gives a new ingest
+    fingerprint, hence a new generators folder, and one line saying why."""
+    import shutil
+
+    import pydicom
+
+    from raylatent.ablate import Plan, run_data
+    from raylatent.config import load_grid
+
+    root, _, _ = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run, ignore=shutil.ignore_patterns("directions"))
+    grid = load_grid("smoke", REDUCED)
+    plan = Plan(grid, run, tmp_path / "rep")
+    old = plan.resolve_generators(json.loads((run_data(plan, log=lambda *_: None) / "manifest.json").read_text()))
+    assert old.exists()  # the copied run's own generators: nothing changed yet
+    f = sorted(run.glob("phantom/*/**/*.dcm"))[0]
+    ds = pydicom.dcmread(f)
+    ds.PixelData = bytes(len(ds.PixelData))  # one slice's pixels changed
+    ds.save_as(f)
+    logs = []
+    manifest = json.loads((run_data(plan, log=logs.append) / "manifest.json").read_text())
+    new = plan.resolve_generators(manifest, log=logs.append)
+    assert new != old and not new.exists()
+    assert any(line.startswith("generators: running again: data changed") for line in logs), logs

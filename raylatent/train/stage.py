@@ -2,7 +2,6 @@
 checkpoint of the last N epochs, write it as a plain weights file with its metrics."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,15 +16,6 @@ from raylatent.models.export import WEIGHTS, load_exported, save_generator
 from raylatent.train.loops import HISTORY, STATE, train_loop
 
 METRICS = "metrics.json"
-
-
-def stage_key(shards: str | os.PathLike, cfg: GeneratorsConfig) -> str:
-    manifest = load_manifest(shards)
-    if manifest is None:
-        raise ConfigError(f"{shards}: no manifest.json (run the ingest stage first)")
-    blob = json.dumps({"data": manifest["fingerprint"], "cfg": asdict(cfg), "v": "generators-v1"},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def pick_best(candidates: list[tuple[object, dict]]) -> tuple[object, dict]:
