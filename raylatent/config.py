@@ -142,7 +142,7 @@ class GeneratorsConfig:
 
 
 # --------------------------------------------------------------------------- grids (ablate)
-GRIDS_DIR = Path(__file__).resolve().parent.parent / "ablations"
+GRIDS_DIR = Path(__file__).resolve().parent / "grids"  # shipped in the package; ablations/ links to them
 
 
 @dataclass
@@ -387,7 +387,7 @@ def _set(tree: dict, dotted: str, raw: str) -> None:
 
 
 def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
-    """A grid by name (ablations/<name>.yaml) or path, with `key.sub=value` overrides."""
+    """A grid by name (raylatent/grids/<name>.yaml, linked from ablations/) or path, with `key.sub=value` overrides."""
     p = Path(name_or_path)
     if not p.suffix:
         p = GRIDS_DIR / f"{name_or_path}.yaml"

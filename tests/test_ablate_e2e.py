@@ -1,6 +1,7 @@
 """The study end to end on a reduced phantom (phantom -> shards -> generators -> Tune -> report),
 then resume, retry and a two-node cluster on the same run directory."""
 import json
+import sys
 
 import pytest
 
@@ -71,6 +72,20 @@ def test_rerun_skips_every_stage(smoke_run, capsys):
     assert (root / "run" / "directions").glob("*/results.json").__next__().stat().st_mtime_ns == before
 
 
+def _by_value(fn):
+    """Ray workers cannot import this test module: ship the hook by value."""
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return fn
+
+
+@_by_value
+def fail_once_at_step_10(metrics: dict, resumed: bool) -> None:
+    if metrics["step"] == 10 and not resumed:
+        raise RuntimeError("injected failure at step 10 (test)")
+
+
 def test_a_failing_trial_is_retried_from_its_checkpoint(smoke_run, tmp_path):
     from raylatent.tune.stage import run_directions
 
@@ -79,7 +94,7 @@ def test_a_failing_trial_is_retried_from_its_checkpoint(smoke_run, tmp_path):
     d = load_grid("smoke", REDUCED + ["directions.generators=[vae]", "directions.reconstructors=[lenet]",
                                       "directions.deformators=[{deformator: unit, K: 8}]",
                                       "directions.random_baseline=false", "directions.baselines=false"]).directions
-    records = run_directions(gens, d, tmp_path / "dirs", fail_once_at=10, log=lambda *_: None)
+    records = run_directions(gens, d, tmp_path / "dirs", after_report=fail_once_at_step_10, log=lambda *_: None)
     assert len(records) == 1 and records[0]["iterations"] == 30
     curve = json.loads((tmp_path / "dirs" / "trials" / records[0]["trial"] / "curve.json").read_text())
     assert [c["step"] for c in curve] == [10, 20, 30]  # resumed after step 10, not restarted at 0

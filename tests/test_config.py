@@ -140,3 +140,20 @@ def test_an_out_that_is_a_file_and_a_data_path_without_ct_are_one_line(tmp_path,
                       "--set", f"data.path={notes}"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "no usable CT slices (1 files seen, 1 skipped: not DICOM)" in err
+
+
+def test_grids_ship_inside_the_package(tmp_path):
+    """A non-editable install finds --grid smoke: the wheel carries the grids; ablations/ links to them."""
+    import subprocess
+    import sys
+    import zipfile
+
+    for name in ("smoke", "full"):
+        link = ROOT / "ablations" / f"{name}.yaml"
+        assert link.resolve() == (ROOT / "raylatent" / "grids" / f"{name}.yaml").resolve()
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1000:]
+    (wheel,) = tmp_path.glob("raylatent-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"raylatent/grids/smoke.yaml", "raylatent/grids/full.yaml"} <= set(names)

@@ -1,5 +1,6 @@
 """Both generators trained with Ray Train DDP (2 CPU workers) on a tiny phantom set."""
 import json
+import sys
 
 import pytest
 import torch
@@ -25,13 +26,27 @@ def shards(tmp_path_factory, ray_session):
     return root
 
 
+def _by_value(fn):
+    """Ray workers cannot import this test module: ship the hook by value."""
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return fn
+
+
+@_by_value
+def fail_after_epoch_1(epoch: int, rank: int, resumed: bool) -> None:
+    if epoch == 1 and rank == 0 and not resumed:
+        raise RuntimeError("injected failure after epoch 1 (test)")
+
+
 @pytest.fixture(scope="module")
 def trained(shards):
     out = shards / "gens"
     from raylatent.train.stage import train_generator as tg
 
     # the GAN run loses a worker after epoch 1: FailureConfig restarts it from the checkpoint
-    gan = tg("gan", shards / "shards", GeneratorsConfig(**TINY), out, fail_at_epoch=1, log=lambda *_: None)
+    gan = tg("gan", shards / "shards", GeneratorsConfig(**TINY), out, after_epoch=fail_after_epoch_1, log=lambda *_: None)
     summaries = run_generators(shards / "shards", GeneratorsConfig(**TINY), out, log=lambda *_: None)
     assert summaries["gan"] == gan  # already done: skipped, same record
     return out, summaries

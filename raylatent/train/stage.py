@@ -52,9 +52,10 @@ def _train_dataset(shards, cfg: GeneratorsConfig, in_memory_limit: int = 1 << 30
 
 
 def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig, out: Path,
-                    fail_at_epoch: int | None = None, log=print) -> dict:
+                    after_epoch=None, log=print) -> dict:
     """Train one generator (resuming its Ray Train run if one exists) and export the chosen
-    checkpoint to out/<kind>/."""
+    checkpoint to out/<kind>/. `after_epoch(epoch, rank, resumed)`, if given, runs on every worker
+    after each epoch's report (it must be picklable)."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -73,7 +74,7 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": asdict(cfg), "kind": kind, "shards": str(Path(shards).resolve()),
-                           "fail_at_epoch": fail_at_epoch,
+                           "after_epoch": after_epoch,
                            "tb_dir": str((out / "tensorboard" / kind).resolve())},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),

@@ -92,8 +92,8 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
         save_checkpoint(disc, folder)
         final = metrics["step"] >= t["steps"]
         tune.report(finish(metrics) if final else {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id})
-        if settings.get("fail_once_at") == metrics["step"] and not resumed:
-            raise RuntimeError(f"injected failure at step {metrics['step']} (test)")
+        if settings.get("after_report"):  # an injected observer (tests use it to fail a trial once)
+            settings["after_report"](metrics, resumed)
 
     if disc.step_count >= t["steps"]:  # killed after its last checkpoint, before its record
         tune.report(finish(curve[-1] if curve else {"step": disc.step_count, **evaluate(disc, n=d.eval_n)}))
@@ -178,10 +178,11 @@ def _weights(generators_dir: Path, kinds) -> tuple[dict, dict]:
 
 
 def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: str | os.PathLike,
-                   resume: bool = True, fail_once_at: int | None = None, shards: str | None = None,
+                   resume: bool = True, after_report=None, shards: str | None = None,
                    log=print) -> list[dict]:
     """Run the trials under out/ (with `resume`, only those without a finished record, each from
-    its own last checkpoint); write out/results.json.
+    its own last checkpoint); write out/results.json. `after_report(metrics, resumed)`, if given,
+    runs in every trial after each report (it must be picklable).
 
     Resuming reads only what the trials wrote themselves (JSON, npz without pickles and
     weights-only checkpoints). Tune's experiment state (tuner.pkl, trial pickles) is never
@@ -207,7 +208,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     weights, gcfg = _weights(Path(generators_dir), d.generators)
     zreg = z_regressor(shards) if todo or d.baselines else None
     if todo:
-        settings = {"directions": d, "generators": gcfg, "fail_once_at": fail_once_at, "out": str(out)}
+        settings = {"directions": d, "generators": gcfg, "after_report": after_report, "out": str(out)}
         trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg,
                                                              settings=settings),
                                         {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
