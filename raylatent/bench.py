@@ -128,7 +128,7 @@ def bench_discovery(args) -> dict:
         widths["paper"] = dict(size=128, gan=128, vae=64, lenet=1.0)
     rows = []
     for scale, w in widths.items():
-        for gen_kind in ("gan", "vae"):
+        for gen_kind in ("gan", "vae"):  # the paper's two (widths below are theirs)
             torch.manual_seed(0)
             G = as_generator(make_generator(gen_kind, w["size"], w[gen_kind])).to(device)
             if cuda:

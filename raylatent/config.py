@@ -38,6 +38,13 @@ def _check_ranges(obj, where: str, bounds: dict[str, tuple]) -> None:
             raise ConfigError(f"{where}.{name}: {v!r} (must be a number in {kind[0]}{lo}, {hi}{kind[1]})")
 
 
+def _generator_kinds() -> set[str]:
+    """The registered generator kinds (models/registry.py), imported only when a config is built."""
+    from raylatent.models import kind_names
+
+    return set(kind_names())
+
+
 def resolve_salt(explicit: str | None = None) -> str:
     """The secret that turns patient/series/SOP identifiers into pseudonyms.
 
@@ -116,9 +123,10 @@ class GeneratorsConfig:
 
     def __post_init__(self) -> None:
         self.kinds = tuple(self.kinds)
-        bad = set(self.kinds) - {"gan", "vae"}
+        known = _generator_kinds()
+        bad = set(self.kinds) - known
         if bad or not self.kinds:
-            raise ConfigError(f"generators.kinds: {sorted(bad) or 'empty'} (use gan and/or vae)")
+            raise ConfigError(f"generators.kinds: {sorted(bad) or 'empty'} (known: {', '.join(sorted(known))})")
         if self.size < 8 or self.size & (self.size - 1):
             raise ConfigError(f"generators.size {self.size}: must be a power of two >= 8")
         if self.keep_last < 1 or self.keep_last > self.epochs:
@@ -192,7 +200,7 @@ class DirectionsConfig:
     baselines: bool = True         # closed-form SeFa and GANSpace directions, scored alike
 
     def __post_init__(self) -> None:
-        for name, allowed in (("generators", {"gan", "vae"}), ("reconstructors", {"lenet", "resnet"})):
+        for name, allowed in (("generators", _generator_kinds()), ("reconstructors", {"lenet", "resnet"})):
             vals = tuple(getattr(self, name))
             setattr(self, name, vals)
             if not vals or set(vals) - allowed:

@@ -35,25 +35,15 @@ def calibrate_discovery(grid, trial: dict, cap_batch: int) -> float:
 
 
 def calibrate_training(grid, kind: str, cap_batch: int) -> float:
-    """Seconds per training image of one generator (forward + backward, one worker)."""
-    from raylatent.models import DCGANDiscriminator, make_generator_from
-    from raylatent.models.vae import vae_loss
+    """Seconds per training image of one generator (one real training step, one worker)."""
+    from raylatent.models import kind_of, make_generator_from
 
     g = grid.generators
     b = min(g.batch_size, cap_batch)
-    m = make_generator_from(kind, g)
+    training = kind_of(kind).training(make_generator_from(kind, g), g)
     x = torch.rand(b, 1, g.size, g.size) * 2 - 1
-    if kind == "gan":
-        D = DCGANDiscriminator(g.size, g.gan_width)
-
-        def step():
-            fake = m(torch.randn(b, g.latent_dim))
-            (D(x).mean() + D(fake).mean()).backward()
-    else:
-        def step():
-            r, mu, lv = m(x)
-            vae_loss(x, r, mu, lv)[0].backward()
-    return _time(step) / b
+    gen = torch.Generator().manual_seed(0)
+    return _time(lambda: training.step(x, g.noise_start, gen, "cpu")) / b
 
 
 def dry_run(plan, cap_batch: int = 16, log=print) -> dict:

@@ -7,7 +7,7 @@ from raylatent.config import ConfigError, GeneratorsConfig
 from raylatent.metrics.fid import RandomConvFeatures, feature_extractor, fid, frechet_distance, statistics
 from raylatent.models import VAE
 from raylatent.models.inversion import encode, reverse_search
-from raylatent.train.schedules import instance_noise_sigma, random_affine, smoothed_real_targets
+from raylatent.models.schedules import instance_noise_sigma, random_affine, smoothed_real_targets
 from raylatent.train.stage import pick_best
 from toy_generators import BlobGenerator
 

@@ -33,7 +33,6 @@ def ganspace(first_layer, latent_dim: int, K: int, n: int = 4096, seed: int = 0)
 
 
 def first_layer_of(G):
-    """The first (linear) layer of a raylatent generator as a z -> activations function."""
-    if hasattr(G, "first_layer"):
-        return G.first_layer
-    return lambda z: G.net[0](z.view(z.shape[0], -1, 1, 1))
+    """The first (linear) layer of a raylatent generator as a z -> activations function (every
+    registered kind's generator has `first_layer`)."""
+    return G.first_layer

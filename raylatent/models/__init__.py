@@ -1,30 +1,34 @@
-"""Generators, reconstructors and direction models: plain PyTorch, no Ray."""
+"""Generators, reconstructors and direction models: plain PyTorch, no Ray.
+
+Importing this package registers the generator kinds (see `registry.py`); a new kind is one
+module that calls `register(...)` and one import line here."""
 from __future__ import annotations
 
 from torch import nn
 
-from raylatent.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from raylatent.models.vae import VAE
+from raylatent.models.dcgan import DCGANDiscriminator, DCGANGenerator  # importing registers the `gan` kind
+from raylatent.models.registry import GENERATORS, kind_names, kind_of
+from raylatent.models.vae import VAE  # and the `vae` kind
 
 
 def make_generator(kind: str, size: int, width: int, latent_dim: int = 32) -> nn.Module:
-    """The trainable model for a generator kind: DCGANGenerator or the whole VAE."""
-    if kind == "gan":
-        return DCGANGenerator(latent_dim, size, width)
-    if kind == "vae":
-        return VAE(latent_dim, size, width)
-    raise ValueError(f"generator {kind!r}: must be 'gan' or 'vae'")
+    """The trainable model of a generator kind (the GAN's generator, the whole VAE)."""
+    return kind_of(kind).build(latent_dim, size, width)
 
 
 def make_generator_from(kind: str, cfg) -> nn.Module:
-    """The model a generators configuration (size, gan_width, vae_width, latent_dim) describes."""
-    return make_generator(kind, cfg.size, cfg.gan_width if kind == "gan" else cfg.vae_width, cfg.latent_dim)
+    """The model a generators configuration describes (its width from the kind's own field)."""
+    k = kind_of(kind)
+    return k.build(cfg.latent_dim, cfg.size, getattr(cfg, k.width_field))
 
 
 def as_generator(model: nn.Module) -> nn.Module:
     """The z -> image module of a trained model (the VAE's decoder, the GAN's generator)."""
-    return model.decoder if isinstance(model, VAE) else model
+    for k in GENERATORS.values():
+        if isinstance(model, k.model_class):
+            return k.generator_of(model)
+    return model
 
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "VAE", "make_generator", "make_generator_from",
-           "as_generator"]
+           "as_generator", "kind_of", "kind_names"]

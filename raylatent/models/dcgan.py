@@ -43,6 +43,10 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.apply(init_dcgan_weights)
 
+    def first_layer(self, z: torch.Tensor) -> torch.Tensor:
+        """The first (linear) layer's activations of z (GANSpace)."""
+        return self.net[0](z.view(z.shape[0], self.latent_dim, 1, 1))
+
     @property
     def first_linear(self) -> torch.Tensor:
         """The map z -> first activations: on a 1x1 input ConvTranspose2d(d, C, 4) is exactly
@@ -71,3 +75,64 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B,): the loss applies the sigmoid (BCEWithLogits is the stable form of BCE)."""
         return self.net(x).view(x.shape[0])
+
+
+class GANTraining:
+    """One DCGAN step as the paper trains it: BCE on logits, Adam(lr_gan, beta1_gan), one-sided
+    label smoothing of the real targets and instance noise on D's inputs (sigma from the loop's
+    schedule). `modules` and `optimizers` are what the loop wraps in DDP and checkpoints."""
+
+    def __init__(self, model: nn.Module, cfg):
+        self.cfg = cfg
+        D = DCGANDiscriminator(cfg.size, cfg.gan_width)
+        self.modules = {"model": model, "D": D}
+        betas = (cfg.beta1_gan, 0.999)
+        self.optimizers = {"opt": torch.optim.Adam(model.parameters(), lr=cfg.lr_gan, betas=betas),
+                           "opt_D": torch.optim.Adam(D.parameters(), lr=cfg.lr_gan, betas=betas)}
+
+    def step(self, x: torch.Tensor, sigma: float, gen: torch.Generator, device) -> dict[str, float]:
+        import torch.nn.functional as F
+
+        from raylatent.models.schedules import smoothed_real_targets
+
+        G, D = self.modules["model"], self.modules["D"]
+        opt_G, opt_D = self.optimizers["opt"], self.optimizers["opt_D"]
+        n = x.shape[0]
+        fake = G(torch.randn(n, self.cfg.latent_dim, generator=gen).to(device))
+
+        def noisy(t):
+            return t + sigma * torch.randn(t.shape, generator=gen).to(device) if sigma > 0 else t
+
+        real_t = smoothed_real_targets(n, self.cfg.smooth_low, 1.0, generator=gen).to(device)
+        opt_D.zero_grad(set_to_none=True)
+        out_real = D(noisy(x))
+        loss_real = F.binary_cross_entropy_with_logits(out_real, real_t)
+        loss_real.backward()
+        out_fake = D(noisy(fake.detach()))
+        loss_fake = F.binary_cross_entropy_with_logits(out_fake, torch.zeros(n, device=device))
+        loss_fake.backward()
+        opt_D.step()
+        opt_G.zero_grad(set_to_none=True)
+        loss_G = F.binary_cross_entropy_with_logits(D(noisy(fake)), torch.ones(n, device=device))
+        loss_G.backward()
+        opt_G.step()
+        return {"loss_D": (loss_real + loss_fake).item(), "loss_G": loss_G.item(),
+                "D_real": torch.sigmoid(out_real).mean().item(), "D_fake": torch.sigmoid(out_fake).mean().item()}
+
+    def eval_metrics(self, model: nn.Module, images: torch.Tensor, device) -> dict[str, float]:
+        return {}
+
+
+def _register() -> None:
+    from raylatent.models.inversion import reverse_search
+    from raylatent.models.registry import GeneratorKind, register
+
+    register(GeneratorKind(
+        name="gan", title="GAN", model_class=DCGANGenerator, width_field="gan_width",
+        build=lambda latent_dim, size, width: DCGANGenerator(latent_dim, size, width),
+        generator_of=lambda model: model, training=GANTraining,
+        invert=lambda model, images: reverse_search(model, images, steps=200, restarts=2),
+        inversion="reverse latent search", loss_keys=("loss_D", "loss_G")))
+
+
+_register()

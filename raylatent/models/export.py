@@ -36,14 +36,14 @@ def read_generator(folder: str | os.PathLike, kind: str) -> dict:
         stale = f" and {run / 'directions'}" if run else ""
         raise ConfigError(f"{path}: unreadable generator checkpoint ({reason}); delete {path.parent}{stale} and "
                           f"rerun python -m raylatent.ablate to train it again") from None
-    _check_config(path, record)
+    _check_config(path, record, kind)
     return record
 
 
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above the paper's networks (DCGAN ~50 M, VAE 30 M)
 
 
-def _check_config(path: Path, record: dict) -> None:
+def _check_config(path: Path, record: dict, kind: str) -> None:
     """A checkpoint's configuration is validated and its network sized on the meta device (no
     memory) before anything is allocated: a file asking for an absurd width is refused."""
     import dataclasses
@@ -56,7 +56,7 @@ def _check_config(path: Path, record: dict) -> None:
         known = {f.name for f in dataclasses.fields(GeneratorsConfig)}
         GeneratorsConfig(**{k: v for k, v in cfg.items() if k in known and k != "fid_weights"})
         with torch.device("meta"):
-            n = sum(p.numel() for p in make_generator_from(record.get("kind", "gan"), SimpleNamespace(**cfg)).parameters())
+            n = sum(p.numel() for p in make_generator_from(kind, SimpleNamespace(**cfg)).parameters())
     except ConfigError as e:
         raise ConfigError(f"{path}: its configuration is invalid ({e}); delete {path.parent} and retrain") from None
     except (TypeError, ValueError, KeyError, AttributeError) as e:

@@ -143,3 +143,44 @@ def vae_loss(x, recon, mu, logvar, beta: float = 0.01):
     kl = torch.mean(-0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp(), dim=1))
     rec = torch.log(mse + 1e-8)
     return rec + beta * kl, {"recon_mse": float(mse.detach()), "kl": float(kl.detach())}
+
+
+class VAETraining:
+    """One beta-VAE step (log-MSE + beta * KL, Adam(lr_vae)); held-out reconstruction error per
+    epoch. `modules` and `optimizers` are what the loop wraps in DDP and checkpoints."""
+
+    def __init__(self, model: nn.Module, cfg):
+        self.cfg = cfg
+        self.modules = {"model": model}
+        self.optimizers = {"opt": torch.optim.Adam(model.parameters(), lr=cfg.lr_vae)}
+
+    def step(self, x: torch.Tensor, sigma: float, gen: torch.Generator, device) -> dict[str, float]:
+        model, opt = self.modules["model"], self.optimizers["opt"]
+        recon, mu, logvar = model(x)
+        loss, parts = vae_loss(x, recon, mu, logvar, self.cfg.beta_kl)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {**parts, "loss": loss.item()}
+
+    @torch.no_grad()
+    def eval_metrics(self, model: nn.Module, images: torch.Tensor, device) -> dict[str, float]:
+        was = model.training
+        model.eval()
+        recon, _, _ = model(images.to(device))
+        model.train(was)
+        return {"test_recon_mse": float(((recon.cpu() - images) ** 2).mean())}
+
+
+def _register() -> None:
+    from raylatent.models.inversion import encode
+    from raylatent.models.registry import GeneratorKind, register
+
+    register(GeneratorKind(
+        name="vae", title="VAE", model_class=VAE, width_field="vae_width",
+        build=lambda latent_dim, size, width: VAE(latent_dim, size, width),
+        generator_of=lambda model: model.decoder, training=VAETraining,
+        invert=encode, inversion="its encoder", loss_keys=("loss", "recon_mse"), has_encoder=True))
+
+
+_register()

@@ -13,6 +13,7 @@ import torch
 
 from raylatent.config import ConfigError, ReportConfig
 from raylatent.discovery.export import load_shift_arrays, traversal
+from raylatent.models.registry import kind_names, kind_of
 from raylatent.report import figures as F
 from raylatent.report.records import esc, inside, load_records
 from raylatent.report.tables import claims, table1
@@ -93,7 +94,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
 def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
     man = json.loads((dirs["data"] / "manifest.json").read_text())
     gens = {k: json.loads((dirs["generators"] / k / "metrics.json").read_text())
-            for k in ("gan", "vae") if (dirs["generators"] / k / "metrics.json").exists()}
+            for k in kind_names() if (dirs["generators"] / k / "metrics.json").exists()}
     times = json.loads((run_dir / "stage_times.json").read_text()) if (run_dir / "stage_times.json").exists() else {}
     from importlib.metadata import version  # the report never imports ray itself
 
@@ -215,7 +216,7 @@ def _direction_charts(records, ddir: Path, models, cfg: ReportConfig, assets: Pa
 
 def _random_vs_discovered(records, ddir, models, cfg, assets) -> list[str]:
     md = ["## Random vs discovered directions (paper Figs 9-10)", ""]
-    for gen in ("gan", "vae"):
+    for gen in kind_names():
         rnd = [r for r in records if r["generator"] == gen and r["deformator"] == "random"]
         disc = sorted([r for r in records if r["generator"] == gen and r["deformator"] in UNIT_LENGTH],
                       key=lambda r: (UNIT_LENGTH.index(r["deformator"]), -r["K"], r["reconstructor"] != "lenet"))
@@ -258,8 +259,9 @@ def _z_figure(records, ddir, models, cfg, assets) -> list[str]:
     cands = [r for r in records if r["deformator"] in UNIT_LENGTH and r["generator"] in models]
     if not cands:
         return md + ["(no unit-length trial)", ""]
-    r = sorted(cands, key=lambda r: (UNIT_LENGTH.index(r["deformator"]), r["generator"] != "vae", -r["K"],
-                                     r["reconstructor"] != "lenet"))[0]
+    # the paper's Fig 8 comes from its VAE: prefer a generator with an encoder
+    r = sorted(cands, key=lambda r: (UNIT_LENGTH.index(r["deformator"]), not kind_of(r["generator"]).has_encoder,
+                                     -r["K"], r["reconstructor"] != "lenet"))[0]
     A = load_shift_arrays(ddir / r["directions"])
     G = _G(models, r["generator"])
     lab = _labels(ddir, r)
@@ -278,7 +280,6 @@ def _z_figure(records, ddir, models, cfg, assets) -> list[str]:
 
 def _interpolation(dirs, models, cfg, assets) -> list[str]:
     from raylatent.data.shards import load_split
-    from raylatent.models.inversion import encode, reverse_search
 
     md = ["## Interpolation between held-out slices (paper Fig 11)", ""]
     test = load_split(dirs["data"], "test")
@@ -286,19 +287,17 @@ def _interpolation(dirs, models, cfg, assets) -> list[str]:
         return md + ["(fewer than two test slices)", ""]
     pair = test.images[[0, len(test) // 2]]
     w = cfg.windows[1]
-    for kind in ("vae", "gan"):
-        if kind not in models:
-            continue
+    for kind in sorted(models, key=lambda k: not kind_of(k).has_encoder):
+        k = kind_of(kind)
         G = _G(models, kind)
-        z = encode(models[kind], pair) if kind == "vae" else reverse_search(G, pair, steps=200, restarts=2)
+        z = k.invert(models[kind], pair)
         t = torch.linspace(0, 1, 8)[:, None]
         with torch.no_grad():
             path = G(z[0] * (1 - t) + z[1] * t)[:, 0]
         row = torch.cat([pair[0], path, pair[1]]).numpy()[None]
         name = f"interpolation-{kind}.png"
         F.grid_png(F.window(row, w["center"], w["width"]), assets / name)
-        how = "its encoder" if kind == "vae" else "reverse latent search"
-        md += [f"{kind.upper()} via {how}: held-out originals at both ends, {esc(w['name'])} window.", "",
+        md += [f"{k.title} via {k.inversion}: held-out originals at both ends, {esc(w['name'])} window.", "",
                f"![interpolation {kind}](assets/{name})", ""]
     return md
 
@@ -316,13 +315,12 @@ def _curves(records, dirs, assets) -> list[str]:
     F.curves_png(ls, assets / "curve-ls.png", "Held-out Ls", "iteration", "Ls")
     md += ["![RCA curves](assets/curve-rca.png)", "", "![Ls curves](assets/curve-ls.png)", ""]
     fid = {}
-    for kind in ("gan", "vae"):
+    for kind in kind_names():
         p = dirs["generators"] / kind / "metrics.json"
         if p.exists():
             h = json.loads(p.read_text())["history"]
             fid[kind.upper()] = [(x["epoch"], x["fid"]) for x in h]
-            loss_keys = ["loss_D", "loss_G"] if kind == "gan" else ["loss", "recon_mse"]
-            F.curves_png({k: [(x["epoch"], x[k]) for x in h] for k in loss_keys},
+            F.curves_png({k: [(x["epoch"], x[k]) for x in h] for k in kind_of(kind).loss_keys},
                          assets / f"losses-{kind}.png", f"{kind.upper()} losses", "epoch", "loss")
             md += [f"![{kind} losses](assets/losses-{kind}.png)", ""]
     F.curves_png(fid, assets / "fid.png", "FID on the test split", "epoch", "FID")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from raylatent.config import ConfigError
 
-KINDS = {"generator": {"gan", "vae"}, "reconstructor": {"lenet", "resnet", "none"},
+KINDS = {"reconstructor": {"lenet", "resnet", "none"},
          "deformator": {"ortho", "proj", "unit", "random", "sefa", "ganspace"}}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
@@ -53,11 +53,14 @@ def load_records(path: Path) -> list[dict]:
         raise ConfigError(f"{path}: not readable as JSON ({type(e).__name__}); rerun the directions stage") from None
     if not isinstance(records, list):
         raise ConfigError(f"{path}: expected a list of trial records")
+    from raylatent.models import kind_names
+
+    kinds = {**KINDS, "generator": set(kind_names())}
     for i, r in enumerate(records):
         where = f"{path}: record {i}"
         if not isinstance(r, dict):
             raise ConfigError(f"{where}: not a mapping")
-        for key, allowed in KINDS.items():
+        for key, allowed in kinds.items():
             if r.get(key) not in allowed:
                 raise ConfigError(f"{where}: {key} {r.get(key)!r} (expected one of {sorted(allowed)})")
         for key in ("K", "seed"):

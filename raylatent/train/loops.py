@@ -1,4 +1,5 @@
-"""Ray Train loops for the DCGAN and the VAE: one function, run on every DDP worker."""
+"""The Ray Train loop for every generator kind: one function, run on every DDP worker. What
+varies by kind (modules, optimisers, one step, held-out metrics) comes from its registry entry."""
 from __future__ import annotations
 
 import hashlib
@@ -9,13 +10,11 @@ import time
 from dataclasses import asdict
 
 import torch
-import torch.nn.functional as F
 
 from raylatent.config import GeneratorsConfig
 from raylatent.metrics.fid import feature_extractor, features_of, frechet_distance, statistics
-from raylatent.models import DCGANDiscriminator, as_generator, make_generator_from
-from raylatent.models.vae import vae_loss
-from raylatent.train.schedules import instance_noise_sigma, random_affine, smoothed_real_targets
+from raylatent.models import as_generator, kind_of, make_generator_from
+from raylatent.models.schedules import instance_noise_sigma, random_affine
 from raylatent.train.shuffle import epoch_batches
 
 STATE = "state.pt"
@@ -60,27 +59,18 @@ def train_loop(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = make_generator_from(kind, cfg)
-    D = DCGANDiscriminator(cfg.size, cfg.gan_width) if kind == "gan" else None
-    if kind == "gan":
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_gan, betas=(cfg.beta1_gan, 0.999))
-        opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_gan, betas=(cfg.beta1_gan, 0.999))
-    else:
-        opt, opt_D = torch.optim.Adam(model.parameters(), lr=cfg.lr_vae), None
+    training = kind_of(kind).training(model, cfg)  # what varies by kind: its modules, optimisers, step
     start, history = 0, []
     ckpt = ray.train.get_checkpoint()
     if ckpt:
         with ckpt.as_directory() as d:
             state = torch.load(os.path.join(d, STATE), map_location="cpu", weights_only=True)
             history = json.load(open(os.path.join(d, HISTORY)))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        if D is not None:
-            D.load_state_dict(state["D"])
-            opt_D.load_state_dict(state["opt_D"])
+        for name, part in {**training.modules, **training.optimizers}.items():
+            part.load_state_dict(state[name])
         start = int(state["epoch"]) + 1
-    model = ray.train.torch.prepare_model(model)
-    if D is not None:
-        D = ray.train.torch.prepare_model(D)
+    training.modules = {name: ray.train.torch.prepare_model(m) for name, m in training.modules.items()}
+    model = training.modules["model"]
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 17 + start)  # per-rank, per-resume
     extractor = feats_test = None
     if rank == 0:
@@ -107,15 +97,7 @@ def train_loop(config: dict) -> None:
             if cfg.augment:
                 x = random_affine(x, generator=gen)
             x = x.to(device)
-            if kind == "gan":
-                parts = _gan_step(model, D, opt, opt_D, x, sigma, cfg, gen, device)
-            else:
-                recon, mu, logvar = model(x)
-                loss, parts = vae_loss(x, recon, mu, logvar, cfg.beta_kl)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                parts["loss"] = loss.item()
+            parts = training.step(x, sigma, gen, device)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             n_batches += 1
@@ -133,12 +115,7 @@ def train_loop(config: dict) -> None:
             fake = sample_images(G, len(test_images), cfg.latent_dim, seed=cfg.seed + 99, device=device)
             metrics["fid"] = frechet_distance(*feats_test, *statistics(features_of(extractor, fake.to(device))))
             metrics["fid_network"] = extractor.name
-            if kind == "vae":
-                with torch.no_grad():
-                    _unwrap(model).eval()
-                    recon, _, _ = _unwrap(model)(test_images.to(device))
-                    metrics["test_recon_mse"] = float(((recon.cpu() - test_images) ** 2).mean())
-                    _unwrap(model).train()
+            metrics.update(training.eval_metrics(_unwrap(model), test_images, device))
             history.append(metrics)
             if writer is not None:
                 for k, v in metrics.items():
@@ -146,10 +123,9 @@ def train_loop(config: dict) -> None:
                         writer.add_scalar(f"{kind}/{k}", v, epoch)
                 writer.flush()
             with tempfile.TemporaryDirectory() as tmp:
-                state = {"model": _unwrap(model).state_dict(), "opt": opt.state_dict(), "epoch": epoch,
-                         "kind": kind, "config": json.dumps(asdict(cfg))}
-                if D is not None:
-                    state.update(D=_unwrap(D).state_dict(), opt_D=opt_D.state_dict())
+                state = {**{name: _unwrap(m).state_dict() for name, m in training.modules.items()},
+                         **{name: o.state_dict() for name, o in training.optimizers.items()},
+                         "epoch": epoch, "kind": kind, "config": json.dumps(asdict(cfg))}
                 torch.save(state, os.path.join(tmp, STATE))
                 json.dump(history, open(os.path.join(tmp, HISTORY), "w"))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
@@ -157,28 +133,3 @@ def train_loop(config: dict) -> None:
             ray.train.report(metrics, checkpoint=None)
         if config.get("after_epoch"):  # an injected observer (tests use it to fail a worker once)
             config["after_epoch"](epoch, rank, bool(ckpt))
-
-
-def _gan_step(G, D, opt_G, opt_D, x, sigma, cfg, gen, device) -> dict[str, float]:
-    n = x.shape[0]
-    z = torch.randn(n, cfg.latent_dim, generator=gen).to(device)
-    fake = G(z)
-
-    def noisy(t):
-        return t + sigma * torch.randn(t.shape, generator=gen).to(device) if sigma > 0 else t
-
-    real_t = smoothed_real_targets(n, cfg.smooth_low, 1.0, generator=gen).to(device)
-    opt_D.zero_grad(set_to_none=True)
-    out_real = D(noisy(x))
-    loss_real = F.binary_cross_entropy_with_logits(out_real, real_t)
-    loss_real.backward()
-    out_fake = D(noisy(fake.detach()))
-    loss_fake = F.binary_cross_entropy_with_logits(out_fake, torch.zeros(n, device=device))
-    loss_fake.backward()
-    opt_D.step()
-    opt_G.zero_grad(set_to_none=True)
-    loss_G = F.binary_cross_entropy_with_logits(D(noisy(fake)), torch.ones(n, device=device))
-    loss_G.backward()
-    opt_G.step()
-    return {"loss_D": (loss_real + loss_fake).item(), "loss_G": loss_G.item(),
-            "D_real": torch.sigmoid(out_real).mean().item(), "D_fake": torch.sigmoid(out_fake).mean().item()}

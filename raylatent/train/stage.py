@@ -29,12 +29,15 @@ def _progress_callback(kind: str, epochs: int):
     """One line per epoch, printed by the Train controller (forwarded to the driver's console)."""
     from ray.train import UserCallback
 
+    from raylatent.models import kind_of
+
+    keys = kind_of(kind).loss_keys
+
     class EpochLine(UserCallback):
         def after_report(self, run_context, metrics, checkpoint):
             m = metrics[0] if metrics else {}
             if "fid" in m:
-                extra = (f"loss_D {m['loss_D']:.3f} loss_G {m['loss_G']:.3f}" if kind == "gan"
-                         else f"recon_mse {m.get('test_recon_mse', float('nan')):.4f}")
+                extra = " ".join(f"{k} {m[k]:.4g}" for k in (*keys, "test_recon_mse") if k in m)
                 print(f"  {kind} epoch {m['epoch'] + 1}/{epochs}: FID {m['fid']:.2f}, {extra}, "
                     f"{m['epoch_s']:.1f} s")
 

@@ -1,0 +1,57 @@
+"""Generator kinds: the one place that says, per kind, everything the stages need.
+
+A kind is registered by the module that defines its network (`models/dcgan.py` registers `gan`,
+`models/vae.py` registers `vae`). The training loop, the dry run, the baselines, the labels and
+the report consult this registry and never branch on a kind's name, so a new generator is one
+module plus one import line in `models/__init__.py` (and a grid entry).
+
+What a kind provides:
+- `build(latent_dim, size, width)`: the whole trainable model; `width_field`: the generators
+  setting that holds its width;
+- `generator_of(model)`: its z -> image module (which has `latent_dim`, `first_linear` for SeFa
+  and `first_layer(z)` for GANSpace);
+- `training(model, cfg)`: an object with `modules` (what DDP wraps and checkpoints),
+  `optimizers`, `step(x, sigma, generator, device) -> metrics`, `eval_metrics(model, images)`;
+- `invert(model, images)` and `inversion`: latents of held-out images (encoder or reverse search);
+- `loss_keys`: the per-epoch losses the console and the report show;
+- `has_encoder`: whether the paper's encoder figures (memorisation via the encoder) apply.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GeneratorKind:
+    name: str
+    title: str
+    model_class: type
+    width_field: str
+    build: Callable[[int, int, int], nn.Module]
+    generator_of: Callable[[nn.Module], nn.Module]
+    training: Callable
+    invert: Callable
+    inversion: str
+    loss_keys: tuple[str, ...]
+    has_encoder: bool = False
+
+
+GENERATORS: dict[str, GeneratorKind] = {}
+
+
+def register(kind: GeneratorKind) -> GeneratorKind:
+    GENERATORS[kind.name] = kind
+    return kind
+
+
+def kind_of(name: str) -> GeneratorKind:
+    if name not in GENERATORS:
+        raise ValueError(f"generator {name!r}: must be one of {', '.join(sorted(GENERATORS))}")
+    return GENERATORS[name]
+
+
+def kind_names() -> tuple[str, ...]:
+    return tuple(GENERATORS)
