@@ -172,6 +172,12 @@ class DataConfig:
                                      "size": (8, 1024), "test_frac": (0, 1, "()")})
 
 
+def trial_name(t: dict) -> str:
+    """A trial's identity is its configuration: it names its folder, its TensorBoard run and its
+    row in results.json (the directions stage and the reporter both spell it this way)."""
+    return f"{t['generator']}-{t['reconstructor']}-{t['deformator']}-K{t['K']}-s{t['seed']}"
+
+
 @dataclass
 class DirectionsConfig:
     """The Ray Tune grid: one trial per generator x reconstructor x (deformator, K) x seed."""

@@ -14,7 +14,7 @@ import math
 import re
 from pathlib import Path
 
-from raylatent.config import ConfigError
+from raylatent.config import ConfigError, trial_name
 
 KINDS = {"reconstructor": {"lenet", "resnet", "none"},
          "deformator": {"ortho", "proj", "unit", "random", "sefa", "ganspace"}}
@@ -35,10 +35,6 @@ def inside(base: Path, rel, what: str, source: Path) -> Path:
     if p != base and base not in p.parents:
         raise ConfigError(f"{source}: {what} {rel!r} points outside {base}; refusing to follow it")
     return p
-
-
-def trial_name(r: dict) -> str:
-    return f"{r['generator']}-{r['reconstructor']}-{r['deformator']}-K{r['K']}-s{r['seed']}"
 
 
 def _number_or_none(v) -> bool:

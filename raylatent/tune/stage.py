@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raylatent.config import DirectionsConfig
+from raylatent.config import DirectionsConfig, trial_name
 from raylatent.discovery.export import save_directions
 from raylatent.discovery.evaluate import evaluate
 from raylatent.discovery.runner import load_checkpoint, run, save_checkpoint
@@ -33,10 +33,6 @@ DIRECTIONS = "directions.npz"
 CURVE = "curve.json"
 RECORD = "record.json"  # written last by a trial: its presence means the trial finished
 CURVE_KEYS = ("step", "rca", "ls", "shift_mae", "train_rca", "loss")
-
-
-def trial_name(t: dict) -> str:
-    return f"{t['generator']}-{t['reconstructor']}-{t['deformator']}-K{t['K']}-s{t['seed']}"
 
 
 def _generator_from_state(kind: str, state: dict, gcfg: dict) -> torch.nn.Module:
