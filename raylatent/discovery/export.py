@@ -9,14 +9,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from raylatent.models.directions import as_arrays, shift_fn
+
 
 def save_directions(path: str | os.PathLike, A: torch.Tensor | dict, config: dict) -> Path:
     """npz with A (d x K, unit columns), K, d, the configuration as JSON, and any other array
     the direction model's shift needs (a dict from `Directions.arrays()`, e.g. proj's W and b)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = A if isinstance(A, dict) else {"A": A}
-    arrays = {k: torch.as_tensor(v).detach().cpu().numpy().astype(np.float32) for k, v in arrays.items()}
+    arrays = {k: torch.as_tensor(v).detach().cpu().numpy().astype(np.float32) for k, v in as_arrays(A).items()}
     d, K = arrays["A"].shape
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
     np.savez(tmp, **arrays, K=K, d=d, config=json.dumps(config, sort_keys=True))
@@ -40,12 +41,9 @@ def traversal(G: nn.Module, A: torch.Tensor | np.ndarray | dict, z: torch.Tensor
               batch: int = 256) -> torch.Tensor:
     """Images G(z + shift_k(s)): tensor (n_dirs, n_shifts, n_z, C, H, W), on the CPU. A is the
     d x K matrix (shift s * a_k) or the arrays of an export (the exact shift of its model)."""
-    from raylatent.models.directions import shift_fn
-
     G.eval()
     dev = next(G.parameters()).device
-    arrays = A if isinstance(A, dict) else {"A": A}
-    fn, K = shift_fn(arrays), np.asarray(arrays["A"]).shape[1]
+    fn, K = shift_fn(A), np.asarray(as_arrays(A)["A"]).shape[1]
     z = z.to(dev)
     dirs = list(range(K)) if directions is None else list(directions)
     s = torch.as_tensor(list(shifts), dtype=torch.float32, device=dev)

@@ -56,12 +56,11 @@ def score_directions(G, A, n_latents: int = 8, shift: float = 4.0, n_eps: int = 
 
 
 def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions) -> list[dict]:
-    from raylatent.models.directions import shift_fn
+    from raylatent.models.directions import as_arrays, shift_fn
 
     G.eval()
-    arrays = A if isinstance(A, dict) else {"A": A}  # an export's arrays: the model's exact shift
-    fn = shift_fn(arrays)
-    d, K = np.asarray(arrays["A"]).shape
+    fn = shift_fn(A)  # a matrix, or an export's arrays: the model's exact shift
+    d, K = np.asarray(as_arrays(A)["A"]).shape
     z = torch.randn(n_latents, d, generator=torch.Generator().manual_seed(seed))
     eps = torch.linspace(-shift, shift, n_eps)
     base = attributes_of(G(z), zreg)

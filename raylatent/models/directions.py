@@ -140,9 +140,16 @@ def make_directions(kind: str, latent_dim: int, K: int, seed: int = 0) -> Direct
     raise ValueError(f"deformator {kind!r}: must be one of unit, proj, ortho, random")
 
 
-def shift_fn(arrays: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """(k, eps) -> B x d latent shifts from exported arrays: the proj path when a bias was
-    exported, eps * a_k otherwise."""
+def as_arrays(A) -> dict:
+    """A direction set as its arrays: an export's dict (A, and W and b for proj) or a plain d x K
+    matrix, which is `{"A": matrix}`."""
+    return A if isinstance(A, dict) else {"A": A}
+
+
+def shift_fn(arrays) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(k, eps) -> B x d latent shifts from exported arrays (or a plain matrix): the proj path
+    when a bias was exported, eps * a_k otherwise."""
+    arrays = as_arrays(arrays)
     A = torch.as_tensor(np.asarray(arrays["A"]), dtype=torch.float32)
     if "b" in arrays:
         W = torch.as_tensor(np.asarray(arrays["W"]), dtype=torch.float32)
