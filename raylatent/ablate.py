@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from raylatent.config import ConfigError, Grid, IngestConfig, load_grid
+from raylatent.config import ConfigError, Grid, IngestConfig
+from raylatent.gridfile import load_grid
 from raylatent.discovery import DISCOVERY_VERSION
 from raylatent.stages import file_digest, keyed_folder, science, stage_key
 from raylatent.train import GENERATORS_VERSION
@@ -33,6 +34,7 @@ class Plan:
         self.data = run_dir / "data" / stage_key({"settings": grid.to_dict()["data"], "code": INGEST_VERSION})
         self.generators: Path | None = None
         self.directions: Path | None = None
+        self.renders: Path | None = None  # the report's images, inside the directions folder
 
     def resolve_generators(self, manifest: dict, log=print) -> Path:
         self.generators = keyed_folder(self.run_dir, "generators", {
@@ -156,7 +158,7 @@ def run_all(plan: Plan, args) -> int:
     import ray
 
     from raylatent.train.stage import run_generators
-    from raylatent.tune.stage import RESULTS, run_directions
+    from raylatent.tune.stage import RESULTS, render_for_report, run_directions
 
     grid = plan.grid
     if not ray.is_initialized():
@@ -185,6 +187,9 @@ def run_all(plan: Plan, args) -> int:
         plan.resolve_directions()
         records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume,
                                  shards=str(shards))
+        if (plan.directions / RESULTS).exists():
+            plan.renders = render_for_report(plan.generators, plan.directions, shards, grid.report.shifts,
+                                             grid.report.z_direction)
     times["directions"] = t.s
     if not (plan.directions / RESULTS).exists():
         return 1
@@ -212,7 +217,7 @@ def _write_latest(plan: Plan) -> None:
         hw += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     info = {"grid": plan.grid.name,
             "stages": {k: str(getattr(plan, k).relative_to(plan.run_dir))
-                       for k in ("data", "generators", "directions")},
+                       for k in ("data", "generators", "directions", "renders")},
             "data_source": plan.grid.data.path or "built-in thorax phantom "
                            f"({plan.grid.data.patients} patients x {plan.grid.data.slices} slices)",
             "hardware": hw, "report": dataclasses.asdict(plan.grid.report)}

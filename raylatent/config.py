@@ -13,7 +13,6 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 
 class ConfigError(ValueError):
@@ -172,12 +171,6 @@ class DataConfig:
                                      "size": (8, 1024), "test_frac": (0, 1, "()")})
 
 
-def trial_name(t: dict) -> str:
-    """A trial's identity is its configuration: it names its folder, its TensorBoard run and its
-    row in results.json (the directions stage and the reporter both spell it this way)."""
-    return f"{t['generator']}-{t['reconstructor']}-{t['deformator']}-K{t['K']}-s{t['seed']}"
-
-
 @dataclass
 class DirectionsConfig:
     """The Ray Tune grid: one trial per generator x reconstructor x (deformator, K) x seed."""
@@ -217,9 +210,12 @@ class DirectionsConfig:
                 raise ConfigError(f"directions.{name}: {bad[0]!r} is not a mapping (e.g. "
                                   + ("{deformator: unit, K: 32})" if name == "deformators" else "{K: 100, steps: 500})"))
         self.deformators = tuple(dict(d) for d in self.deformators)
+        from raylatent.discovery.methods import names
+
+        learned = names("learned")
         for d in self.deformators:
-            if set(d) != {"deformator", "K"} or d["deformator"] not in ("unit", "ortho", "proj"):
-                raise ConfigError(f"directions.deformators: {d} (need deformator: proj|unit|ortho and K; "
+            if set(d) != {"deformator", "K"} or d["deformator"] not in learned:
+                raise ConfigError(f"directions.deformators: {d} (need deformator: {'|'.join(learned)} and K; "
                                   f"proj is the paper's unit length, unit our normalised columns)")
         self.iterations = tuple(dict(r) for r in self.iterations)
         for r in self.iterations:
@@ -265,20 +261,21 @@ class DirectionsConfig:
                 return int(r["steps"])
         raise ConfigError(f"directions.iterations: no rule matches {generator}/{reconstructor}/{deformator}/K={K}")
 
-    def trials(self) -> list[dict]:
+    def trials(self) -> list:
+        """Every Tune trial (a `Trial`), learned cells first, then each generator's reference."""
+        from raylatent.discovery.methods import reference
+        from raylatent.discovery.records import Trial
+
         out = []
         for seed in self.seeds:
             for g in self.generators:
                 for rec in self.reconstructors:
                     for d in self.deformators:
-                        out.append({"generator": g, "reconstructor": rec, "deformator": d["deformator"],
-                                    "K": d["K"], "seed": seed,
-                                    "steps": self.steps_for(g, rec, d["K"], d["deformator"])})
+                        out.append(Trial(g, rec, d["deformator"], d["K"], seed,
+                                         self.steps_for(g, rec, d["K"], d["deformator"])))
                 if self.random_baseline:
-                    rec = self.reconstructors[0]
-                    K = self.deformators[-1]["K"]
-                    out.append({"generator": g, "reconstructor": rec, "deformator": "random", "K": K,
-                                "seed": seed, "steps": self.steps_for(g, rec, K, "random")})
+                    rec, K, ref = self.reconstructors[0], self.deformators[-1]["K"], reference()
+                    out.append(Trial(g, rec, ref, K, seed, self.steps_for(g, rec, K, ref)))
         return out
 
 
@@ -343,91 +340,12 @@ class Grid:
             if self.data.size < need:
                 raise ConfigError(f"data.size {self.data.size}: the {rec} reconstructor needs images of at least "
                                   f"{need}^2 (its unpadded 5x5 convolutions, as the authors'); raise data.size")
+        from raylatent.discovery.methods import method_of
+
         for d in self.directions.deformators:
-            if d["deformator"] == "ortho" and d["K"] != self.generators.latent_dim:
-                raise ConfigError(f"directions.deformators: ortho with K={d['K']} (orthonormal directions need "
-                                  f"K = latent_dim = {self.generators.latent_dim})")
+            if method_of(d["deformator"]).needs_K_equal_d and d["K"] != self.generators.latent_dim:
+                raise ConfigError(f"directions.deformators: {d['deformator']} with K={d['K']} (its directions "
+                                  f"need K = latent_dim = {self.generators.latent_dim})")
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-
-_SECTIONS = {"data": DataConfig, "generators": GeneratorsConfig, "directions": DirectionsConfig,
-             "report": ReportConfig}
-
-
-def _build(cls, values: dict, where: str):
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
-    types = {f.name: f.type for f in dataclasses.fields(cls)}
-    for k, v in values.items():
-        t = str(types[k])
-        if t in ("int", "float") and not _is_number(v):
-            raise ConfigError(f"{where}.{k}: expected a number, got {v!r}")
-        if t == "int" and isinstance(v, float) and not v.is_integer():
-            raise ConfigError(f"{where}.{k}: expected a whole number, got {v!r}")
-        if t == "bool" and not isinstance(v, bool):
-            raise ConfigError(f"{where}.{k}: expected true/false, got {v!r}")
-        if t == "str" and not isinstance(v, str):
-            raise ConfigError(f"{where}.{k}: expected a string, got {v!r}")
-        if t == "tuple" and not isinstance(v, (list, tuple)):
-            raise ConfigError(f"{where}.{k}: expected a list, got {v!r}")
-        if t == "dict" and v is not None and not isinstance(v, dict):
-            raise ConfigError(f"{where}.{k}: expected a mapping, got {v!r}")
-    try:
-        return cls(**{k: (int(v) if str(types[k]) == "int" else v) for k, v in values.items()})
-    except ConfigError as e:
-        raise ConfigError(str(e).replace("generators.", f"{where}.", 1) if where == "generators" else str(e)) from None
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {e}") from None
-
-
-def _set(tree: dict, dotted: str, raw: str) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: {k} is not a section")
-    try:
-        node[keys[-1]] = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {dotted}={raw}: not a valid YAML value") from None
-
-
-def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
-    """A grid by name (raylatent/grids/<name>.yaml, linked from ablations/) or path, with `key.sub=value` overrides."""
-    p = Path(name_or_path)
-    if not p.suffix:
-        p = GRIDS_DIR / f"{name_or_path}.yaml"
-    if not p.exists():
-        known = ", ".join(sorted(x.stem for x in GRIDS_DIR.glob("*.yaml")))
-        raise ConfigError(f"--grid {name_or_path}: no such grid ({p}); known: {known}, or a path to a .yaml")
-    try:
-        tree = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping of sections")
-    for ov in overrides:
-        if "=" not in ov:
-            raise ConfigError(f"--set {ov}: expected key=value, e.g. directions.seeds=[0,1]")
-        k, v = ov.split("=", 1)
-        _set(tree, k.strip(), v)
-    unknown = sorted(set(tree) - set(_SECTIONS) - {"name"})
-    if unknown:
-        raise ConfigError(f"{p}: unknown section {unknown[0]!r} (known: name, {', '.join(_SECTIONS)})")
-    data = _build(DataConfig, tree.get("data", {}) or {}, "data")
-    gen_tree = dict(tree.get("generators", {}) or {})
-    gen_tree.setdefault("size", data.size)
-    sections = {"data": data, "generators": _build(GeneratorsConfig, gen_tree, "generators")}
-    for name in ("directions", "report"):
-        sections[name] = _build(_SECTIONS[name], tree.get(name, {}) or {}, name)
-    return Grid(name=str(tree.get("name", p.stem)), **sections)

@@ -19,17 +19,17 @@ def _time(fn, n: int = 2) -> float:
     return (time.perf_counter() - t) / n
 
 
-def calibrate_discovery(grid, trial: dict, cap_batch: int) -> float:
+def calibrate_discovery(grid, trial, cap_batch: int) -> float:
     """Seconds per step at the grid's batch (measured at min(batch, cap) and scaled)."""
     from raylatent.discovery.step import Discovery, DiscoveryConfig
     from raylatent.models import as_generator, make_generator_from
 
     g, d = grid.generators, grid.directions
-    G = as_generator(make_generator_from(trial["generator"], g))
+    G = as_generator(make_generator_from(trial.generator, g))
     b = min(d.batch, cap_batch)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    disc = Discovery(G, DiscoveryConfig(K=trial["K"], deformator=trial["deformator"],
-                                        reconstructor=trial["reconstructor"], recon_width=d.width_for(trial["reconstructor"]),
+    disc = Discovery(G, DiscoveryConfig(K=trial.K, deformator=trial.deformator,
+                                        reconstructor=trial.reconstructor, recon_width=d.width_for(trial.reconstructor),
                                         batch=b), device=dev, amp=dev == "cuda")
     return _time(disc.step) * d.batch / b
 
@@ -62,13 +62,12 @@ def dry_run(plan, cap_batch: int = 16, log=print) -> dict:
     cache: dict = {}
     rows, total_h = [], 0.0
     for t in trials:
-        key = (t["generator"], t["reconstructor"], t["deformator"] == "ortho", t["K"])
+        key = (t.generator, t.reconstructor, t.deformator, t.K)
         if key not in cache:
             cache[key] = calibrate_discovery(grid, t, cap_batch)
-        hours = cache[key] * t["steps"] / 3600
+        hours = cache[key] * t.steps / 3600
         total_h += hours
-        rows.append([f"{t['generator']}-{t['reconstructor']}-{t['deformator']}-K{t['K']}-s{t['seed']}",
-                     t["steps"], f"{cache[key]:.3f}", f"{hours:.2f}"])
+        rows.append([t.name, t.steps, f"{cache[key]:.3f}", f"{hours:.2f}"])
     log(tabulate(rows, headers=["trial", "steps", "s/step", "device-hours"], tablefmt="github"))
     n_train = grid.data.patients * grid.data.slices * (1 - grid.data.test_frac) if not grid.data.path else 246_016 * 0.9
     train_h = sum(calibrate_training(grid, k, cap_batch) for k in g.kinds) * n_train * g.epochs / 3600

@@ -83,6 +83,11 @@ def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40, steps=None,
                             "factors_found": sum(v["found"] for v in found.values())})
     (root / stages["directions"] / "results.json").write_text(json.dumps(records))
     rep = asdict(ReportConfig(max_chart_rows=16, gif_dirs_per_file=10))
+    from raylatent.tune.stage import render_for_report
+
+    rendered = render_for_report(root / stages["generators"], root / stages["directions"], root / stages["data"],
+                                 rep["shifts"], rep["z_direction"], log=lambda *_: None)
+    stages["renders"] = str(rendered.relative_to(root))
     (root / "latest.json").write_text(json.dumps({"grid": "fake", "stages": stages, "data_source": "fabricated",
                                                   "hardware": "test", "report": rep}))
     (root / "stage_times.json").write_text(json.dumps({"ingest": 1.0, "generators": 2.0, "directions": 3.0}))

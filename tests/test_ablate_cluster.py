@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ablate_helpers import REDUCED, _sets
-from raylatent.config import load_grid
+from raylatent.gridfile import load_grid
 
 pytestmark = pytest.mark.ray
 

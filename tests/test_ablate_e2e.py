@@ -7,7 +7,7 @@ import pytest
 
 from ablate_helpers import REDUCED
 from raylatent.ablate import main as ablate_main
-from raylatent.config import load_grid
+from raylatent.gridfile import load_grid
 
 pytestmark = pytest.mark.ray
 
@@ -16,7 +16,7 @@ def test_results_have_every_configuration(smoke_run):
     root, _, _ = smoke_run
     records = json.loads((root / "report" / "results.json").read_text())
     grid = load_grid("smoke", REDUCED)
-    want = {(t["generator"], t["reconstructor"], t["deformator"], t["K"], t["seed"]) for t in grid.directions.trials()}
+    want = {(t.generator, t.reconstructor, t.deformator, t.K, t.seed) for t in grid.directions.trials()}
     trained = [r for r in records if r["reconstructor"] != "none"]
     got = {(r["generator"], r["reconstructor"], r["deformator"], r["K"], r["seed"]) for r in trained}
     assert got == want and len(trained) == len(grid.directions.trials())
@@ -121,7 +121,7 @@ def test_changing_one_dicom_file_retrains_and_says_why(smoke_run, tmp_path, ray_
     import pydicom
 
     from raylatent.ablate import Plan, run_data
-    from raylatent.config import load_grid
+    from raylatent.gridfile import load_grid
 
     root, _, _ = smoke_run
     run = tmp_path / "run"

@@ -5,19 +5,20 @@ import pytest
 import yaml
 
 from raylatent.ablate import main as ablate_main
-from raylatent.config import ConfigError, load_grid
+from raylatent.config import ConfigError
+from raylatent.gridfile import load_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_full_grid_is_the_papers_study():
     g = load_grid("full")
-    trials = [t for t in g.directions.trials() if t["deformator"] != "random"]
+    trials = [t for t in g.directions.trials() if t.deformator != "random"]
     d = g.directions
     assert len(trials) == len(d.generators) * len(d.reconstructors) * len(d.deformators) * len(d.seeds)
     # the paper's three columns, with the authors' deformators; our unit-norm columns as an extra ablation
     assert [(x["deformator"], x["K"]) for x in d.deformators][:3] == [("ortho", 32), ("proj", 32), ("proj", 100)]
-    steps = {(t["generator"], t["reconstructor"], t["deformator"], t["K"]): t["steps"] for t in trials}
+    steps = {(t.generator, t.reconstructor, t.deformator, t.K): t.steps for t in trials}
     assert steps[("gan", "lenet", "proj", 32)] == 25000 and steps[("vae", "resnet", "ortho", 32)] == 3000
     assert steps[("vae", "lenet", "proj", 100)] == 75000 and steps[("vae", "resnet", "proj", 100)] == 4000
     assert steps[("gan", "lenet", "proj", 100)] == 250000 and steps[("gan", "resnet", "proj", 100)] == 10000

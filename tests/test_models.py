@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from raylatent.models import VAE, DCGANDiscriminator, DCGANGenerator, as_generator, make_generator
-from raylatent.models.directions import make_directions
+from raylatent.discovery.methods import make_directions
 from raylatent.models.reconstructors import make_reconstructor
 from raylatent.models.vae import vae_loss
 
@@ -119,7 +119,8 @@ def test_lenet_convolutions_are_unpadded_as_the_authors(size, final):
 
 
 def test_lenet_rejects_images_below_32_at_grid_load():
-    from raylatent.config import ConfigError, load_grid
+    from raylatent.config import ConfigError
+    from raylatent.gridfile import load_grid
 
     with pytest.raises(ConfigError, match=r"data.size 16: the lenet reconstructor needs images of at least 32"):
         load_grid("smoke", ["data.size=16"])

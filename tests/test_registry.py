@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from raylatent.config import ConfigError, GeneratorsConfig, load_grid
+from raylatent.config import ConfigError, GeneratorsConfig
+from raylatent.gridfile import load_grid
 from raylatent.models import as_generator, kind_names, kind_of, make_generator_from
 from raylatent.models.registry import GENERATORS, GeneratorKind, register
 

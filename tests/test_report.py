@@ -1,4 +1,5 @@
 """The report from a fabricated run directory: exact Table 1 values, claims, assets, links."""
+import json
 import re
 
 import pytest
@@ -105,10 +106,39 @@ def test_directions_found_table_and_labelled_chart_rows(reports):
     assert "✓" not in row
 
 
+def test_the_report_reads_files_only_and_needs_no_generator(tmp_path):
+    """The directions stage renders the report's images; the reporter never loads a generator
+    (a copied run directory without weights still reports, and as fast as reading files)."""
+    from raylatent.report.__main__ import main as report_main
+
+    run = fake_run(tmp_path / "run", good, seeds=(0,))
+    for weights in (run / "generators" / "g").glob("*/generator.pt"):
+        weights.unlink()
+    assert report_main([str(run), "--out", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "![interpolation vae](assets/interpolation-vae.png)" in text
+    assert (tmp_path / "rep" / "assets" / "z-position.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("damage", ["manifest", "file"])
+def test_missing_renders_are_a_one_line_error_naming_the_file(tmp_path, capsys, damage):
+    from raylatent.report.__main__ import main as report_main
+
+    run = fake_run(tmp_path / "run", good, seeds=(0,))
+    rendered = run / json.loads((run / "latest.json").read_text())["stages"]["renders"]
+    victim = rendered / "renders.json" if damage == "manifest" else next(rendered.glob("chart-*.npz"))
+    victim.unlink()
+    assert report_main([str(run), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(victim) in err
+    assert not (tmp_path / "rep" / "REPORT.md").exists()
+
+
 @pytest.mark.parametrize("damage,msg", [("missing", "no generator checkpoint"),
                                         ("truncated", "unreadable generator checkpoint")])
-def test_a_missing_or_damaged_generator_is_a_one_line_error_naming_the_file(tmp_path, capsys, damage, msg):
-    from raylatent.report.__main__ import main as report_main
+def test_rendering_with_a_missing_or_damaged_generator_is_a_one_line_error(tmp_path, damage, msg):
+    from raylatent.config import ConfigError
+    from raylatent.tune.stage import render_for_report
 
     run = fake_run(tmp_path / "run", good, seeds=(0,))
     weights = run / "generators" / "g" / "vae" / "generator.pt"
@@ -116,10 +146,9 @@ def test_a_missing_or_damaged_generator_is_a_one_line_error_naming_the_file(tmp_
     weights.unlink()
     if damage == "truncated":
         weights.write_bytes(data[: len(data) // 3])
-    assert report_main([str(run), "--out", str(tmp_path / "rep")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and str(weights) in err and msg in err
-    assert not (tmp_path / "rep" / "REPORT.md").exists()
+    with pytest.raises(ConfigError) as e:  # other shifts: a new render folder, so the generators are read
+        render_for_report(run / "generators" / "g", run / "directions" / "t", run / "data" / "d", [-1.0, 0.0, 1.0])
+    assert "\n" not in str(e.value) and str(weights) in str(e.value) and msg in str(e.value)
 
 
 def _cells(metrics, steps=lambda g, r, d, k: 800, seeds=(0,)):

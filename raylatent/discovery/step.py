@@ -13,14 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raylatent.models.directions import Directions, make_directions
+from raylatent.discovery.methods import make_directions
+from raylatent.models.directions import Directions
 from raylatent.models.reconstructors import make_reconstructor
 
 
 @dataclass
 class DiscoveryConfig:
     K: int = 32
-    deformator: str = "proj"       # proj (the paper's unit length) | unit (ours) | ortho | random
+    deformator: str = "proj"       # a trained method of discovery/methods.py: proj (the paper's unit length) | unit | ortho | random
     reconstructor: str = "lenet"   # lenet | resnet
     recon_width: float = 1.0       # reconstructor channel width factor (1 = the paper's)
     batch: int = 128

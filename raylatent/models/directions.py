@@ -127,19 +127,6 @@ class FixedDirections(Directions):
         return self.A
 
 
-def make_directions(kind: str, latent_dim: int, K: int, seed: int = 0) -> Directions:
-    g = torch.Generator().manual_seed(seed)
-    if kind == "unit":
-        return UnitDirections(latent_dim, K, g)
-    if kind == "proj":
-        return ProjDirections(latent_dim, K, g)
-    if kind == "ortho":
-        return OrthoDirections(latent_dim, K, g)
-    if kind == "random":
-        return RandomDirections(latent_dim, K, g, ortho=K <= latent_dim)
-    raise ValueError(f"deformator {kind!r}: must be one of unit, proj, ortho, random")
-
-
 def as_arrays(A) -> dict:
     """A direction set as its arrays: an export's dict (A, and W and b for proj) or a plain d x K
     matrix, which is `{"A": matrix}`."""

@@ -12,32 +12,14 @@ import numpy as np
 import torch
 
 from raylatent.config import ConfigError, ReportConfig
-from raylatent.discovery.export import load_shift_arrays, traversal
+from raylatent.discovery.renders import MANIFEST
+from raylatent.discovery.renders import load as load_rendered
 from raylatent.models.registry import kind_names, kind_of
 from raylatent.report import figures as F
 from raylatent.report.records import esc, inside, load_records
 from raylatent.report.tables import claims, table1
 
 LATEST = "latest.json"
-UNIT_LENGTH = ("proj", "unit")  # the paper's unit-length directions (the authors' proj), then ours
-
-
-def _load_models(gen_dir: Path, kinds) -> dict:
-    """Every generator that has direction results; a missing or damaged one is an error, not a
-    report that silently lacks its figures."""
-    from raylatent.models.export import load_exported
-
-    return {kind: load_exported(gen_dir, kind) for kind in sorted(kinds)}
-
-
-def _G(models: dict, kind: str):
-    from raylatent.models import as_generator
-
-    return as_generator(models[kind]).eval()
-
-
-def _latents(n: int, d: int, seed: int) -> torch.Tensor:
-    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
 
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: str = "",
@@ -48,7 +30,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
         raise ConfigError(f"{run_dir}: no {LATEST} (not a raylatent run directory; run python -m raylatent.ablate)")
     try:
         info = json.loads(latest.read_text())
-        stages = {k: info["stages"][k] for k in ("data", "generators", "directions")}
+        stages = {k: info["stages"][k] for k in ("data", "generators", "directions", "renders")}
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{latest}: not a raylatent run record (rerun python -m raylatent.ablate)") from None
     cfg = cfg or ReportConfig(**info.get("report", {}))
@@ -80,15 +62,31 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     for text, verdict, ev in claims(cells, cfg.seed_spread):
         md.append(f"- {verdict} {text}: {ev}")
     md.append("")
-    models = _load_models(dirs["generators"], {r["generator"] for r in records})
+    rendered = dirs["renders"]
+    man = _manifest(rendered)
     md += _directions_found(records)
-    md += _direction_charts(records, dirs["directions"], models, cfg, assets)
-    md += _random_vs_discovered(records, dirs["directions"], models, cfg, assets)
-    md += _z_figure(records, dirs["directions"], models, cfg, assets)
-    md += _interpolation(dirs, models, cfg, assets)
+    md += _direction_charts(records, dirs["directions"], rendered, man, cfg, assets)
+    md += _random_vs_discovered(rendered, man, cfg, assets)
+    md += _z_figure(rendered, man, cfg, assets)
+    md += _interpolation(rendered, man, cfg, assets)
     md += _curves(records, dirs, assets)
     (out / "REPORT.md").write_text("\n".join(md) + "\n")
     return out / "REPORT.md"
+
+
+def _manifest(rendered: Path) -> dict:
+    """What the directions stage rendered for this report (see discovery/renders.py)."""
+    try:
+        man = json.loads((rendered / MANIFEST).read_text())
+        for key in ("shifts", "charts", "random_vs_discovered", "interpolation"):
+            man[key]  # noqa: B018 (a KeyError is a damaged manifest)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{rendered / MANIFEST}: missing or damaged (rerun python -m raylatent.ablate: "
+                          f"the directions stage renders the report's images again)") from None
+    for entry in [*man["charts"].values(), *(e["file"] for e in man["random_vs_discovered"].values()),
+                  *(e["file"] for e in man["interpolation"].values())] + ([man["z_position"]["file"]] if man.get("z_position") else []):
+        inside(rendered, entry, "a rendered file", rendered / MANIFEST)
+    return man
 
 
 def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
@@ -134,19 +132,15 @@ def _fid_reference(kind: str, network: str | None) -> str:
 
 
 def _steps_line(records: list[dict]) -> list[str]:
-    steps = sorted({r.get("iterations") for r in records if r.get("rca") is not None and r["deformator"] != "random"},
-                   key=str)
-    rnd = sorted({r.get("iterations") for r in records if r["deformator"] == "random"}, key=str)
-    return [f"Discovery steps per learned cell: {', '.join(map(str, steps))}"
+    from raylatent.discovery.methods import method_of
+
+    def steps(role: str) -> list:
+        return sorted({r.get("iterations") for r in records if method_of(r["deformator"]).role == role}, key=str)
+
+    rnd = steps("reference")
+    return [f"Discovery steps per learned cell: {', '.join(map(str, steps('learned')))}"
             + (f"; random baseline: {', '.join(map(str, rnd))}" if rnd else "")
             + " (the paper: 3,000-250,000).", ""]
-
-
-def _chart(G, A: dict, dirs: list[int], shifts, seed: int, cfg: ReportConfig) -> np.ndarray:
-    z = _latents(1, A["A"].shape[0], seed)
-    imgs = traversal(G, A, z, shifts, dirs)[:, :, 0, 0]  # D x S x H x W
-    w = cfg.windows[0]
-    return F.window(imgs, w["center"], w["width"])
 
 
 def _labels(ddir: Path, r: dict) -> dict | None:
@@ -179,34 +173,32 @@ def _directions_found(records) -> list[str]:
                      disable_numparse=True), ""]
 
 
-def _direction_charts(records, ddir: Path, models, cfg: ReportConfig, assets: Path) -> list[str]:
+def _direction_charts(records, ddir: Path, rendered: Path, man: dict, cfg: ReportConfig, assets: Path) -> list[str]:
+    w = cfg.windows[0]
     md = ["## Discovered directions (paper Figs 2-7)", "",
-          f"One row per direction; the original in the centre, shifts {list(cfg.shifts)} left to right; "
-          f"{esc(cfg.windows[0]['name'])} window (C {cfg.windows[0]['center']}, W {cfg.windows[0]['width']} HU). "
+          f"One row per direction; the original in the centre, shifts {man['shifts']} left to right; "
+          f"{esc(w['name'])} window (C {w['center']}, W {w['width']} HU). "
           f"Animations: {cfg.gif_dirs_per_file} directions per GIF.", ""]
     for r in records:
-        if r["deformator"] == "random" or r["generator"] not in models:
+        if r["trial"] not in man["charts"]:
             continue
-        A = load_shift_arrays(ddir / r["directions"])
-        G = _G(models, r["generator"])
+        imgs = load_rendered(rendered, man["charts"][r["trial"]])
+        charts, sweeps = F.window(imgs["shifts"], w["center"], w["width"]), F.window(imgs["sweep"], w["center"], w["width"])
         scores = "" if r["rca"] is None else f" (RCA {r['rca']:.3f}, Ls {r['ls']:.3f})"
         md.append(f"### {r['trial']}{scores}")
         lab = _labels(ddir, r)
         names = [x["label"] for x in lab["directions"]] if lab else None
-        K = A["A"].shape[1]
+        K = charts.shape[0]
         for page, start in enumerate(range(0, K, cfg.max_chart_rows)):
             ids = list(range(start, min(K, start + cfg.max_chart_rows)))
             name = f"chart-{r['trial']}-p{page + 1}.png"
-            F.grid_png(_chart(G, A, ids, cfg.shifts, 0, cfg), assets / name,
-                       [f"{i}: {names[i]}" if names else f"dir {i}" for i in ids])
+            F.grid_png(charts[ids], assets / name, [f"{i}: {names[i]}" if names else f"dir {i}" for i in ids])
             md.append(f"![{r['trial']} directions {ids[0]}-{ids[-1]}](assets/{name})")
         links = []
+        order = list(range(sweeps.shape[1])) + list(range(sweeps.shape[1] - 2, 0, -1))  # there and back
         for start in range(0, K, cfg.gif_dirs_per_file):
             ids = list(range(start, min(K, start + cfg.gif_dirs_per_file)))
-            sweep = list(np.linspace(-max(cfg.shifts), max(cfg.shifts), 9))
-            sweep = sweep + sweep[::-1][1:-1]
-            imgs = _chart(G, A, ids, sweep, 0, cfg)  # D x S x H x W
-            frames = [np.concatenate([F._tile(imgs[d, s]) for d in range(len(ids))], axis=1) for s in range(len(sweep))]
+            frames = [np.concatenate([F._tile(sweeps[d, s]) for d in ids], axis=1) for s in order]
             name = f"anim-{r['trial']}-{ids[0]:03d}-{ids[-1]:03d}.gif"
             F.gif(frames, assets / name)
             links.append(f"[{ids[0]}-{ids[-1]}](assets/{name})")
@@ -214,91 +206,41 @@ def _direction_charts(records, ddir: Path, models, cfg: ReportConfig, assets: Pa
     return md
 
 
-def _random_vs_discovered(records, ddir, models, cfg, assets) -> list[str]:
+def _random_vs_discovered(rendered: Path, man: dict, cfg: ReportConfig, assets: Path) -> list[str]:
     md = ["## Random vs discovered directions (paper Figs 9-10)", ""]
-    for gen in kind_names():
-        rnd = [r for r in records if r["generator"] == gen and r["deformator"] == "random"]
-        disc = sorted([r for r in records if r["generator"] == gen and r["deformator"] in UNIT_LENGTH],
-                      key=lambda r: (UNIT_LENGTH.index(r["deformator"]), -r["K"], r["reconstructor"] != "lenet"))
-        if not rnd or not disc or gen not in models:
-            continue
-        G = _G(models, gen)
-        Ar = load_shift_arrays(ddir / rnd[0]["directions"])
-        Ad = load_shift_arrays(ddir / disc[0]["directions"])
-        left = _chart(G, Ar, list(range(5)), cfg.shifts, 1, cfg)
-        right = _chart(G, Ad, list(range(5)), cfg.shifts, 1, cfg)
+    w = cfg.windows[0]
+    for gen, entry in sorted(man["random_vs_discovered"].items()):
+        imgs = load_rendered(rendered, entry["file"])
+        left, right = F.window(imgs["random"], w["center"], w["width"]), F.window(imgs["discovered"], w["center"], w["width"])
         both = np.concatenate([left, np.zeros_like(left[:, :1]), right], axis=1)
         name = f"random-vs-discovered-{gen}.png"
-        F.grid_png(both, assets / name, [f"dir {i}" for i in range(5)])
-        md += [f"{gen.upper()}: 5 random directions (left) and the first 5 of {disc[0]['trial']} (right).", "",
-               f"![random vs discovered {gen}](assets/{name})", ""]
+        F.grid_png(both, assets / name, [f"dir {i}" for i in range(len(left))])
+        md += [f"{gen.upper()}: {len(left)} random directions (left) and the first {len(left)} of "
+               f"{entry['discovered']} (right).", "", f"![random vs discovered {gen}](assets/{name})", ""]
     return md
 
 
-def _z_direction(G, A: dict, cfg: ReportConfig) -> int:
-    """The direction that moves lung area most consistently across latents (a z proxy)."""
-    from raylatent.interpret.attributes import measure_batch
-
-    if cfg.z_direction >= 0:
-        return cfg.z_direction
-    z = _latents(8, A["A"].shape[0], 5)
-    imgs = traversal(G, A, z, [-3.0, 3.0])[:, :, :, 0]  # D x 2 x N x H x W
-    from raylatent.data.dicom import model_to_hu
-
-    scores = []
-    for d in range(A["A"].shape[1]):
-        lo = measure_batch(model_to_hu(imgs[d, 0].numpy()))["lung_area"]
-        hi = measure_batch(model_to_hu(imgs[d, 1].numpy()))["lung_area"]
-        delta = np.nan_to_num(hi - lo)
-        scores.append(abs(np.mean(np.sign(delta))) * np.mean(np.abs(delta)))
-    return int(np.argmax(scores))
-
-
-def _z_figure(records, ddir, models, cfg, assets) -> list[str]:
+def _z_figure(rendered: Path, man: dict, cfg: ReportConfig, assets: Path) -> list[str]:
     md = ["## z-position over 24 random latents (paper Fig 8)", ""]
-    cands = [r for r in records if r["deformator"] in UNIT_LENGTH and r["generator"] in models]
-    if not cands:
+    z = man.get("z_position")
+    if not z:
         return md + ["(no unit-length trial)", ""]
-    # the paper's Fig 8 comes from its VAE: prefer a generator with an encoder
-    r = sorted(cands, key=lambda r: (UNIT_LENGTH.index(r["deformator"]), not kind_of(r["generator"]).has_encoder,
-                                     -r["K"], r["reconstructor"] != "lenet"))[0]
-    A = load_shift_arrays(ddir / r["directions"])
-    G = _G(models, r["generator"])
-    lab = _labels(ddir, r)
-    if cfg.z_direction < 0 and lab and lab["factors"]["z"]["found"]:
-        k, how = lab["factors"]["z"]["direction"], "the automatic z-position label"
-    else:
-        k = _z_direction(G, A, cfg)
-        how = "configured" if cfg.z_direction >= 0 else "no z label: largest consistent lung-area change"
-    z = _latents(24, A["A"].shape[0], 8)
-    imgs = traversal(G, A, z, cfg.shifts, [k])[0, :, :, 0]  # S x N x H x W
     w = cfg.windows[0]
     name = "z-position.png"
-    F.grid_png(F.window(imgs.permute(1, 0, 2, 3), w["center"], w["width"]), assets / name)
-    return md + [f"{r['trial']}, direction {k} ({how}).", "", f"![z-position](assets/{name})", ""]
+    F.grid_png(F.window(load_rendered(rendered, z["file"])["images"], w["center"], w["width"]), assets / name)
+    return md + [f"{z['trial']}, direction {z['direction']} ({esc(z['how'])}).", "", f"![z-position](assets/{name})", ""]
 
 
-def _interpolation(dirs, models, cfg, assets) -> list[str]:
-    from raylatent.data.shards import load_split
-
+def _interpolation(rendered: Path, man: dict, cfg: ReportConfig, assets: Path) -> list[str]:
     md = ["## Interpolation between held-out slices (paper Fig 11)", ""]
-    test = load_split(dirs["data"], "test")
-    if len(test) < 2:
+    if not man["interpolation"]:
         return md + ["(fewer than two test slices)", ""]
-    pair = test.images[[0, len(test) // 2]]
     w = cfg.windows[1]
-    for kind in sorted(models, key=lambda k: not kind_of(k).has_encoder):
-        k = kind_of(kind)
-        G = _G(models, kind)
-        z = k.invert(models[kind], pair)
-        t = torch.linspace(0, 1, 8)[:, None]
-        with torch.no_grad():
-            path = G(z[0] * (1 - t) + z[1] * t)[:, 0]
-        row = torch.cat([pair[0], path, pair[1]]).numpy()[None]
+    for kind, entry in man["interpolation"].items():
         name = f"interpolation-{kind}.png"
-        F.grid_png(F.window(row, w["center"], w["width"]), assets / name)
-        md += [f"{k.title} via {k.inversion}: held-out originals at both ends, {esc(w['name'])} window.", "",
-               f"![interpolation {kind}](assets/{name})", ""]
+        F.grid_png(F.window(load_rendered(rendered, entry["file"])["row"], w["center"], w["width"]), assets / name)
+        md += [f"{esc(entry['title'])} via {esc(entry['inversion'])}: held-out originals at both ends, "
+               f"{esc(w['name'])} window.", "", f"![interpolation {kind}](assets/{name})", ""]
     return md
 
 

@@ -14,10 +14,9 @@ import math
 import re
 from pathlib import Path
 
-from raylatent.config import ConfigError, trial_name
+from raylatent.config import ConfigError
+from raylatent.discovery.records import NO_RECONSTRUCTOR, Trial
 
-KINDS = {"reconstructor": {"lenet", "resnet", "none"},
-         "deformator": {"ortho", "proj", "unit", "random", "sefa", "ganspace"}}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
 
@@ -49,9 +48,12 @@ def load_records(path: Path) -> list[dict]:
         raise ConfigError(f"{path}: not readable as JSON ({type(e).__name__}); rerun the directions stage") from None
     if not isinstance(records, list):
         raise ConfigError(f"{path}: expected a list of trial records")
+    from raylatent.discovery.methods import METHODS
     from raylatent.models import kind_names
+    from raylatent.models.reconstructors import RECONSTRUCTORS
 
-    kinds = {**KINDS, "generator": set(kind_names())}
+    kinds = {"generator": set(kind_names()), "reconstructor": {*RECONSTRUCTORS, NO_RECONSTRUCTOR},
+             "deformator": set(METHODS)}
     for i, r in enumerate(records):
         where = f"{path}: record {i}"
         if not isinstance(r, dict):
@@ -65,13 +67,14 @@ def load_records(path: Path) -> list[dict]:
         for key in ("rca", "ls", "shift_mae", "gamma", "wall_s"):
             if not _number_or_none(r.get(key)):
                 raise ConfigError(f"{where}: {key} {r.get(key)!r} (expected a finite number or null)")
-        if r["reconstructor"] != "none" and r.get("rca") is None:
+        if r["reconstructor"] != NO_RECONSTRUCTOR and r.get("rca") is None:
             raise ConfigError(f"{where}: a trained trial without rca")
         if not (r.get("iterations") is None or isinstance(r.get("iterations"), int)):
             raise ConfigError(f"{where}: iterations {r.get('iterations')!r} (expected a whole number)")
-        r["trial"] = trial_name(r)
-        if r.get("directions") != f"trials/{r['trial']}/directions.npz":
-            raise ConfigError(f"{where}: directions {r.get('directions')!r} (expected trials/{r['trial']}/directions.npz)")
+        trial = Trial.from_dict(r)
+        r["trial"] = trial.name
+        if r.get("directions") != trial.directions_file:
+            raise ConfigError(f"{where}: directions {r.get('directions')!r} (expected {trial.directions_file})")
         for name, f in (r.get("factors") or {}).items():
             if not (isinstance(f, dict) and _number_or_none(f.get("rho")) and f.get("rho") is not None
                     and _number_or_none(f.get("purity")) and f.get("purity") is not None

@@ -16,7 +16,6 @@ ROWS = [("gan", "resnet", "GAN ResNet"), ("gan", "lenet", "GAN LeNet"),
         ("vae", "resnet", "VAE ResNet"), ("vae", "lenet", "VAE LeNet")]
 # the paper's columns; "Unit Length" is the authors' proj deformator (see models/directions.py)
 COLS = [("ortho", 32, "Orthogonal"), ("proj", 32, "Unit Length"), ("proj", 100, "100 Directions")]
-EXTRA_NAMES = {"unit": "Unit-norm columns (ours, not the paper's)"}
 
 # Table 1 of the paper: (RCA, Ls) per row and column group
 PAPER = {
@@ -46,15 +45,19 @@ def _fmt(mean: float, sd: float, n: int) -> str:
 
 def columns(records: list[dict]) -> list[tuple[str, int, str]]:
     """The paper's columns, then any other learned (deformator, K) the run has (our ablations)."""
+    from raylatent.discovery.methods import method_of
+
     seen = {(r["deformator"], r["K"]) for r in records
-            if r.get("rca") is not None and r["deformator"] != "random" and r["reconstructor"] != "none"}
+            if r.get("rca") is not None and method_of(r["deformator"]).role == "learned"}
     extra = sorted(seen - {(d, k) for d, k, _ in COLS})
-    return COLS + [(d, k, f"{EXTRA_NAMES.get(d, d)} K={k}") for d, k in extra]
+    return COLS + [(d, k, f"{method_of(d).title} K={k}") for d, k in extra]
 
 
 def table1(records: list[dict]) -> tuple[str, dict]:
     """(Markdown table, cells): ours, the paper's and the difference per cell; chance and the
     random-directions baseline as reference rows."""
+    from raylatent.discovery.methods import reference
+
     cols = columns(records)
     header = ["", *[f"{c[2]} {m}" for c in cols for m in ("RCA", "Ls")]]
     lines, cells = [], {}
@@ -72,12 +75,13 @@ def table1(records: list[dict]) -> tuple[str, dict]:
             paper += [f"{p[0]:.4f}", f"{p[1]:.4f}"] if p else ["", ""]
         lines += [ours, paper]
     lines.append(["chance (1/K)", *[x for _, K, _ in cols for x in (f"{1 / K:.4f}", "")]])
-    for gen in sorted({r["generator"] for r in records if r["deformator"] == "random"}):
+    ref = reference()
+    for gen in sorted({r["generator"] for r in records if r["deformator"] == ref}):
         row = [f"{gen.upper()} random directions (A fixed)"]
         for _, K, _ in cols:
-            rnd = [r for r in records if (r["generator"], r["deformator"], r["K"]) == (gen, "random", K)
+            rnd = [r for r in records if (r["generator"], r["deformator"], r["K"]) == (gen, ref, K)
                    and r.get("rca") is not None]
-            s = cell_stats(rnd, gen, rnd[0]["reconstructor"], "random", K) if rnd else None
+            s = cell_stats(rnd, gen, rnd[0]["reconstructor"], ref, K) if rnd else None
             row += ["—", "—"] if s is None else [_fmt(s["rca"], s["rca_sd"], s["n"]) + f" ({rnd[0]['reconstructor']})",
                                                   _fmt(s["ls"], s["ls_sd"], s["n"])]
         lines.append(row)

@@ -1,0 +1,102 @@
+"""Discovery methods: the one place that says, per method, how a trial finds its directions.
+
+A method is registered here under the name results.json carries in its `deformator` column. It is
+one of three roles:
+- `learned`: Voynov & Babenko's joint training of directions A and a reconstructor R, one Tune trial
+  per configuration; `directions(latent_dim, K, generator)` builds its A (models/directions.py), and
+  the shared `Discovery` (step.py) trains it: one step, held-out evaluation, export, checkpoint.
+- `reference`: the same trial with A fixed at random (only R learns): the baseline every learned
+  number is read against (paper Figs 9-10).
+- `closed-form`: directions computed once per generator from its weights (`fit(G, K)`), no
+  reconstructor, no RCA: SeFa and GANSpace.
+
+Every method exports through `Directions.arrays()` / `save_directions`: a d x K matrix of unit
+columns `A` that plain numpy reads, plus what its exact shift needs (`render` says how the
+report follows it: `linear` = eps * a_k, `path` = the model's own shift from its exported arrays,
+e.g. the authors' proj with its bias). A new method (a non-linear path, say) is a `directions`
+factory whose `arrays()` carry what its `shift_fn` needs, and one `register(...)` call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from raylatent.models import directions as D
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str                 # how the report names it
+    role: str                  # learned | reference | closed-form
+    render: str = "linear"     # linear: eps * a_k; path: the exported arrays' own shift
+    directions: Callable | None = None   # (latent_dim, K, torch.Generator) -> Directions (trials)
+    fit: Callable | None = None          # (G, K) -> d x K matrix (closed form)
+    needs_K_equal_d: bool = False        # the grid must set K = latent_dim
+    in_paper: bool = True
+
+    @property
+    def trained(self) -> bool:
+        """Trained in a Tune trial (with a reconstructor and held-out RCA / Ls)."""
+        return self.role in ("learned", "reference")
+
+
+ROLES = ("learned", "reference", "closed-form")
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.role not in ROLES:
+        raise ValueError(f"method {method.name}: role {method.role!r} (one of {ROLES})")
+    if (method.directions is None) == (method.fit is None):
+        raise ValueError(f"method {method.name}: give exactly one of directions (trained) or fit (closed form)")
+    METHODS[method.name] = method
+    return method
+
+
+def method_of(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"discovery method {name!r}: must be one of {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def names(role: str | None = None) -> tuple[str, ...]:
+    return tuple(n for n, m in METHODS.items() if role is None or m.role == role)
+
+
+def reference() -> str:
+    """The reference (random-directions) method's name."""
+    return names("reference")[0]
+
+
+def _sefa(G, K: int) -> torch.Tensor:
+    from raylatent.discovery.baselines import sefa
+
+    return sefa(G.first_linear.detach(), min(K, G.latent_dim))
+
+
+def _ganspace(G, K: int) -> torch.Tensor:
+    from raylatent.discovery.baselines import first_layer_of, ganspace
+
+    return ganspace(first_layer_of(G), G.latent_dim, min(K, G.latent_dim))
+
+
+register(Method("ortho", "Orthogonal", "learned", directions=D.OrthoDirections, needs_K_equal_d=True))
+register(Method("proj", "Unit Length (the authors' projective deformator)", "learned", render="path",
+                directions=D.ProjDirections))
+register(Method("unit", "Unit-norm columns (ours, not the paper's)", "learned", directions=D.UnitDirections,
+                in_paper=False))
+register(Method("random", "Random directions (A fixed, only R learns)", "reference",
+                directions=lambda d, K, g: D.RandomDirections(d, K, g, ortho=K <= d)))
+register(Method("sefa", "SeFa (closed form)", "closed-form", fit=_sefa, in_paper=False))
+register(Method("ganspace", "GANSpace (closed form)", "closed-form", fit=_ganspace, in_paper=False))
+
+
+def make_directions(name: str, latent_dim: int, K: int, seed: int = 0) -> D.Directions:
+    """A trained method's direction model, initialised from `seed`."""
+    m = method_of(name)
+    if m.directions is None:
+        raise ValueError(f"discovery method {name!r} is closed-form: it has no trainable directions")
+    return m.directions(latent_dim, K, torch.Generator().manual_seed(seed))
