@@ -70,7 +70,10 @@ def dry_run(plan, cap_batch: int = 16, log=print) -> dict:
         rows.append([t.name, t.steps, f"{cache[key]:.3f}", f"{hours:.2f}"])
     log(tabulate(rows, headers=["trial", "steps", "s/step", "device-hours"], tablefmt="github"))
     n_train = grid.data.patients * grid.data.slices * (1 - grid.data.test_frac) if not grid.data.path else 246_016 * 0.9
-    train_h = sum(calibrate_training(grid, k, cap_batch) for k in g.kinds) * n_train * g.epochs / 3600
+    from raylatent.models import kind_of
+
+    trained = [k for k in g.kinds if kind_of(k).trainable]  # a kind fixed by construction costs nothing here
+    train_h = sum(calibrate_training(grid, k, cap_batch) for k in trained) * n_train * g.epochs / 3600
     log(f"\nestimated device-hours on this hardware: generators {train_h:.2f} "
         f"(~{n_train:,.0f} training slices{' assumed, LIDC-IDRI' if grid.data.path else ''}), "
         f"directions {total_h:.2f}, total {train_h + total_h:.2f}")

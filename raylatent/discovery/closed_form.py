@@ -11,10 +11,11 @@ from raylatent.discovery.records import (DIRECTIONS, LABELS, NO_RECONSTRUCTOR, T
                                          label_summary, write_json)
 
 
-def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path) -> list[TrialRecord]:
+def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path,
+                        chance: dict | None = None) -> list[TrialRecord]:
     """Every closed-form method on every generator ({kind: z -> image module}), K directions each
-    (at most the latent size)."""
-    from raylatent.interpret.reading import label_directions
+    (at most the latent size); `chance[kind][K]`, if given, calibrates which factors count as found."""
+    from raylatent.interpret.reading import label_directions, truth_of
 
     records = []
     for kind, G in generators.items():
@@ -26,11 +27,11 @@ def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path
             dest.mkdir(parents=True, exist_ok=True)
             save_directions(dest / DIRECTIONS, A, {"baseline": method.name, "generator": kind,
                                                    "generator_digest": digests[kind]})
-            labels = label_directions(G, A, zreg)
+            labels = label_directions(G, A, zreg, truth_of(kind, G))
             write_json(dest / LABELS, labels)
             records.append(TrialRecord(trial=trial.name, generator=kind, reconstructor=NO_RECONSTRUCTOR,
                                        deformator=method.name, K=trial.K, seed=0, iterations=0, rca=None, ls=None,
                                        shift_mae=None, gamma=None, wall_s=0.0, node_id=None,
                                        directions=trial.directions_file, truth=labels.get("truth"),
-                                       **label_summary(labels)))
+                                       **label_summary(labels, (chance or {}).get(kind, {}).get(trial.K))))
     return records

@@ -81,12 +81,19 @@ class TrialRecord:
 FIELDS = tuple(f.name for f in fields(TrialRecord))
 
 
-def label_summary(labels: dict) -> dict:
-    """What results.json keeps of a trial's labels.json."""
+def label_summary(labels: dict, chance: dict | None = None) -> dict:
+    """What results.json keeps of a trial's labels.json; with `chance` (factor -> the score the
+    best of K random directions reaches), a factor is found only where it beats that."""
+    factors = labels["factors"]
+    if chance is not None:
+        from raylatent.interpret.chance import calibrate
+
+        factors = calibrate(factors, labels["directions"], chance)
     return {"labels": [r["label"] for r in labels["directions"]],
             "factors": {k: {"direction": v["direction"], "rho": round(v["rho"], 3), "purity": round(v["purity"], 3),
-                            "found": v["found"]} for k, v in labels["factors"].items()},
-            "factors_found": sum(v["found"] for v in labels["factors"].values())}
+                            "found": v["found"], **({k2: v[k2] for k2 in ("score", "chance") if k2 in v})}
+                        for k, v in factors.items()},
+            "factors_found": sum(v["found"] for v in factors.values())}
 
 
 def read_json(path: Path, default=None):
@@ -112,12 +119,12 @@ def finished(out: Path, trial: Trial) -> bool:
     return read_json(folder_of(out, trial) / RECORD) is not None
 
 
-def record_of(out: Path, trial: Trial, gamma: float) -> TrialRecord:
-    """A finished trial's record, from its own files."""
+def record_of(out: Path, trial: Trial, gamma: float, chance: dict | None = None) -> TrialRecord:
+    """A finished trial's record, from its own files (factors found against `chance`, if given)."""
     folder = folder_of(out, trial)
     m = read_json(folder / RECORD, {})
     labels = read_json(folder / LABELS)
-    summary = label_summary(labels) if labels else {}
+    summary = label_summary(labels, chance) if labels else {}
     return TrialRecord(trial=trial.name, generator=trial.generator, reconstructor=trial.reconstructor,
                        deformator=trial.deformator, K=trial.K, seed=trial.seed, iterations=m.get("step"),
                        rca=m.get("rca"), ls=m.get("ls"), shift_mae=m.get("shift_mae"), gamma=gamma,

@@ -17,11 +17,27 @@ def z_regressor(shards: str | None):
     return ZRegressor.fit(tr.images[:, 0].numpy(), tr.columns["slice_frac"]) if len(tr) else None
 
 
-def label_directions(G, A: torch.Tensor | dict, zreg=None) -> dict:
+def label_directions(G, A: torch.Tensor | dict, zreg=None, truth=None) -> dict:
     """Scores, labels and factor recovery for every direction of A (a matrix, or an export's
-    arrays, so the authors' proj directions are swept along their real path; see labels.py)."""
+    arrays, so the authors' proj directions are swept along their real path; see labels.py);
+    with `truth` = (true axes d x F, factor names), the scores against those axes too."""
     from raylatent.interpret.labels import factor_recovery, score_directions
+    from raylatent.interpret.truth import truth_scores
+    from raylatent.models.directions import as_arrays
 
     G = G.cpu().float()
     scores = score_directions(G, A, zreg=zreg)
-    return {"directions": scores, "factors": factor_recovery(scores)}
+    out = {"directions": scores, "factors": factor_recovery(scores)}
+    if truth is not None:
+        M, names = truth
+        out["truth"] = truth_scores(torch.as_tensor(as_arrays(A)["A"]).detach().cpu().numpy(),
+                                    torch.as_tensor(M).detach().cpu().numpy(), tuple(names))
+    return out
+
+
+def truth_of(kind: str, G):
+    """(true axes, factor names) where the generator kind knows them, else None."""
+    from raylatent.models.registry import kind_of
+
+    fn = kind_of(kind).truth
+    return fn(G) if fn else None

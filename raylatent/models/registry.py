@@ -14,7 +14,9 @@ What a kind provides:
   `optimizers`, `step(x, sigma, generator, device) -> metrics`, `eval_metrics(model, images)`;
 - `invert(model, images)` and `inversion`: latents of held-out images (encoder or reverse search);
 - `loss_keys`: the per-epoch losses the console and the report show;
-- `has_encoder`: whether the paper's encoder figures (memorisation via the encoder) apply.
+- `has_encoder`: whether the paper's encoder figures (memorisation via the encoder) apply;
+- `truth(generator)`: for a generator that knows its true directions, (d x F matrix of unit
+  columns, the F factor names); discovered directions are then scored against them.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class GeneratorKind:
     inversion: str
     loss_keys: tuple[str, ...]
     has_encoder: bool = False
+    truth: Callable | None = None
 
 
 GENERATORS: dict[str, GeneratorKind] = {}

@@ -120,7 +120,32 @@ def run_generators(shards: str | os.PathLike, cfg: GeneratorsConfig, out: str | 
 
         load_fid_weights(Path(cfg.fid_weights).expanduser())
     out.mkdir(parents=True, exist_ok=True)
-    return {kind: train_generator(kind, shards, cfg, out, log=log) for kind in cfg.kinds}
+    from raylatent.models import kind_of
+
+    return {kind: (train_generator if kind_of(kind).trainable else write_fixed_generator)(kind, shards, cfg, out, log=log)
+            for kind in cfg.kinds}
+
+
+def write_fixed_generator(kind: str, shards, cfg: GeneratorsConfig, out: Path, log=print) -> dict:
+    """A kind fixed by construction (the phantom generator): exported as built, no training, no
+    FID, so every later stage reads it like a trained one."""
+    from raylatent.models import make_generator_from
+
+    dest = out / kind
+    if (dest / METRICS).exists():
+        return json.loads((dest / METRICS).read_text())
+    tmp = out / f".{kind}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model = make_generator_from(kind, cfg)
+    save_generator(tmp / WEIGHTS, kind, model.state_dict(), 0, json.dumps(asdict(cfg)))
+    summary = {"kind": kind, "trained": False, "chosen_epoch": None, "fid": None, "fid_network": None,
+               "candidates": [], "history": [], "config": asdict(cfg)}
+    (tmp / METRICS).write_text(json.dumps(summary, indent=1))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    log(f"generators: {kind} is fixed by construction (no training); exported to {dest}")
+    return summary
 
 
 def load_generator(folder: str | os.PathLike, kind: str) -> torch.nn.Module:

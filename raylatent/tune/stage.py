@@ -27,10 +27,12 @@ from raylatent.discovery.records import (CURVE, DIRECTIONS, LABELS, RECORD, RESU
                                          folder_of, read_json, record_of, write_json)
 from raylatent.discovery.runner import load_checkpoint, run, save_checkpoint
 from raylatent.discovery.step import Discovery, DiscoveryConfig
-from raylatent.interpret.reading import label_directions, z_regressor
+from raylatent.interpret.reading import label_directions, truth_of, z_regressor
 
 EXPERIMENT = "tune"
 CURVE_KEYS = ("step", "rca", "ls", "shift_mae", "train_rca", "loss")
+CHANCE = "chance.json"
+CHANCE_POOL = 256  # random directions scored per generator for the chance thresholds
 __all__ = ["RESULTS", "run_directions", "directions_trainable", "z_regressor"]
 
 
@@ -76,7 +78,7 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
 
     def finish(metrics: dict) -> dict:
         """Say what each direction does, then write the record (last: it marks the trial done)."""
-        write_json(folder / LABELS, label_directions(G, arrays(), zreg))
+        write_json(folder / LABELS, label_directions(G, arrays(), zreg, truth_of(t.generator, G)))
         metrics = {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id}
         write_json(folder / RECORD, metrics)
         return metrics
@@ -162,18 +164,46 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             t = Trial.from_dict(res.config["trial"])
             if res.error and not finished(out, t):
                 log(f"directions: trial {t.name} failed: {str(res.error).splitlines()[0]}")
-    records: list[TrialRecord] = [record_of(out, t, d.gamma) for t in trials if finished(out, t)]
-    if len(records) < len(trials):
+    if not all(finished(out, t) for t in trials):
+        records = [record_of(out, t, d.gamma) for t in trials if finished(out, t)]
         log(f"directions: {len(trials) - len(records)} of {len(trials)} trials did not finish; "
             f"rerun with --resume to retry them (finished ones are kept)")
         return [r.to_dict() for r in records]
+    gens = {k: _generator_from_state(k, w, gcfg) for k, w in weights.items()}
+    k_max = max(x["K"] for x in d.deformators)
+    closed_K = {k: min(k_max, G.latent_dim) for k, G in gens.items()} if d.baselines else {}
+    limits = chance_limits(out, gens, {t.K for t in trials}, closed_K, zreg, log)
+    records: list[TrialRecord] = [record_of(out, t, d.gamma, limits[t.generator][t.K]) for t in trials]
     if d.baselines:
         log("directions: scoring the closed-form baselines (SeFa, GANSpace)")
-        gens = {k: _generator_from_state(k, w, gcfg) for k, w in weights.items()}
-        records += closed_form_records(gens, digests, max(x["K"] for x in d.deformators), zreg, out)
+        records += closed_form_records(gens, digests, k_max, zreg, out, limits)
     rows = [r.to_dict() for r in sorted(records, key=lambda r: r.trial)]
     write_json(out / RESULTS, rows, indent=1)
     return rows
+
+
+def chance_limits(out: Path, generators: dict, Ks: set, closed_K: dict, zreg, log=print) -> dict:
+    """Per generator and K, the score a factor's best direction must beat to count as found: what
+    the best of K random unit directions reaches (interpret/chance.py). Kept in out/chance.json,
+    so a resumed stage does not score the pool again."""
+    from raylatent.interpret.chance import pool_scores, thresholds
+    from raylatent.interpret.labels import FACTORS
+
+    path = out / CHANCE
+    saved = read_json(path, {})
+    limits = {}
+    for kind, G in sorted(generators.items()):
+        want = sorted(set(Ks) | ({closed_K[kind]} if kind in closed_K else set()))
+        entry = saved.get(kind, {})
+        if not all(str(K) in entry.get("K", {}) for K in want):
+            pool = max(2 * max(want), CHANCE_POOL)
+            log(f"directions: what chance reaches on {kind}: {pool} random directions scored like a trial's")
+            rows = pool_scores(G, G.latent_dim, pool, zreg=zreg)
+            entry = {"pool": pool, "quantile": 0.95, "K": {str(K): thresholds(rows, FACTORS, K) for K in want}}
+            saved[kind] = entry
+            write_json(path, saved, indent=1)
+        limits[kind] = {K: entry["K"][str(K)] for K in want}
+    return limits
 
 
 def _tune_name(tr) -> str:
