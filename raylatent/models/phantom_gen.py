@@ -16,13 +16,17 @@ none, any part of a learned direction outside span(M) is measurably wasted.
 
 Rendering: the anatomy, HU values, geometry conventions and paint order of `render_slice`, with
 soft edges (each region's weight is a sigmoid of an approximate signed distance to its outline,
-about a quarter pixel wide, so G is differentiable in z), composited img = img (1 - m) + HU m.
+scale TAU_PX: about one pixel from 10 % to 90 %, as a resampled edge, so G is differentiable in z),
+composited img = img (1 - m) + HU m.
 Where `render_slice` switches anatomy on or off with z (trachea, heart, liver, ...), the switch is a
 C1 smoothstep over Z_SOFT, and its piecewise z profiles (lung scale, breast taper) use C1 soft
 clamps. Structures smaller than a pixel are weighted by a smooth `presence` (their diameter over
 the pixel side), so vanishing organs fade rather than leave a half-grey pixel. There is no noise
 and there are no random lung vessels: G must be deterministic so that a latent shift is the only
-source of change in an image. Everything is vectorised over the batch (factors are N x 1 x 1).
+source of change in an image. Everything is vectorised over the batch (factors are N x 1 x 1)
+and drawn only in a window around the batch's bodies (most of a slice is air): a sample's image
+depends on its batch mates by less than 1e-5. One CPU thread, a batch of 128 (a shared, loaded
+machine): ~25 ms at 32^2 and ~85 ms at 64^2 forward, about twice that with the backward pass.
 """
 from __future__ import annotations
 
@@ -215,13 +219,15 @@ class PhantomGenerator(nn.Module):
                                         _above(z, 0.55)))
         ab, gate = _softclamp01((z - 0.75) / 0.2), _above(z, 0.75)
         img = paint(img, HU["bowel"], E(u, v, 0.35 * ai, 0.0, 0.45 * ai * ab + 1, 0.6 * bi * ab + 1, weight=gate))
-        img = paint(img, HU["air"] + 100, E(u, v, 0.35 * ai, -0.25 * bi, 0.2 * ai * ab + 1, 0.15 * bi * ab + 1, weight=gate))
+        img = paint(img, HU["air"] + 100, E(u, v, 0.35 * ai, -0.25 * bi, 0.2 * ai * ab + 1, 0.15 * bi * ab + 1,
+                                            weight=gate))
         # the mediastinum and spine, in their own window
         hs = _softrelu(torch.sin(math.pi * (z - 0.3) / 0.5), 0.02)
         hu_, hv_ = 0.35 * ai * hs + 1, 0.45 * bi * hs + 1   # heart's half axes
         vb = 0.55 * bi
         spv = _smax(vb + 24, bi - 10)                       # spinous process inside the muscle wall
-        q0, q1, p0, p1 = self._window(torch.minimum(0.15 * ai - hu_, -one * 46), torch.maximum(0.15 * ai + hu_, one * 46),
+        q0, q1, p0, p1 = self._window(torch.minimum(0.15 * ai - hu_, -one * 46),
+                                      torch.maximum(0.15 * ai + hu_, one * 46),
                                       -0.93 * bi - 8, torch.maximum(spv + 10, 0.45 * bi + 14), cs, sn, y0)
         (q0, q1), (p0, p1) = _within(q0, q1, r0, r1), _within(p0, p1, c0, c1)
         sub, u, v, ua = (q[:, q0:q1, p0:p1] for q in (img, u, v, ua))
@@ -262,7 +268,8 @@ class PhantomGenerator(nn.Module):
             alpha = torch.atan2(v / (0.9 * bi), u / (0.9 * ai))
             k0 = torch.round(alpha * (N_RIBS / (2 * math.pi)) - phase.view(n, 1, 1))
             idx0 = (k0 + N_RIBS // 2 + 2).long().view(n, -1)   # rib k -> column k + 9, k in -9..9
-        ang = (torch.arange(-N_RIBS // 2 - 2, N_RIBS // 2 + 3, dtype=u.dtype, device=u.device) + phase) * (2 * math.pi / N_RIBS)
+        ks = torch.arange(-N_RIBS // 2 - 2, N_RIBS // 2 + 3, dtype=u.dtype, device=u.device)
+        ang = (ks + phase) * (2 * math.pi / N_RIBS)
         sa = torch.sin(ang)
         cu_t, cv_t = 0.9 * ai.view(n, 1) * torch.cos(ang), 0.9 * bi.view(n, 1) * sa
         gate_t = _smoothstep((0.9025 - sa * sa) / RIB_GATE + 0.5) * _below(z, 0.9).view(n, 1)
