@@ -9,6 +9,7 @@ from torch import nn
 from raylatent.models.dcgan import DCGANDiscriminator, DCGANGenerator  # importing registers the `gan` kind
 from raylatent.models.registry import GENERATORS, kind_names, kind_of
 from raylatent.models.vae import VAE  # and the `vae` kind
+from raylatent.models.phantom_gen import PhantomGenerator  # the `phantom` kind (ground truth, untrained)
 
 
 def make_generator(kind: str, size: int, width: int, latent_dim: int = 32) -> nn.Module:
@@ -30,5 +31,5 @@ def as_generator(model: nn.Module) -> nn.Module:
     return model
 
 
-__all__ = ["DCGANGenerator", "DCGANDiscriminator", "VAE", "make_generator", "make_generator_from",
+__all__ = ["DCGANGenerator", "DCGANDiscriminator", "VAE", "PhantomGenerator", "make_generator", "make_generator_from",
            "as_generator", "kind_of", "kind_names"]

@@ -15,6 +15,8 @@ What a kind provides:
 - `invert(model, images)` and `inversion`: latents of held-out images (encoder or reverse search);
 - `loss_keys`: the per-epoch losses the console and the report show;
 - `has_encoder`: whether the paper's encoder figures (memorisation via the encoder) apply;
+- `trainable`: False for a kind that is fixed by construction (`phantom`, whose true directions are
+  known): the generators stage writes it without training, and its `training` is None.
 - `truth(generator)`: for a generator that knows its true directions, (d x F matrix of unit
   columns, the F factor names); discovered directions are then scored against them.
 """
@@ -34,11 +36,12 @@ class GeneratorKind:
     width_field: str
     build: Callable[[int, int, int], nn.Module]
     generator_of: Callable[[nn.Module], nn.Module]
-    training: Callable
+    training: Callable | None
     invert: Callable
     inversion: str
     loss_keys: tuple[str, ...]
     has_encoder: bool = False
+    trainable: bool = True
     truth: Callable | None = None
 
 
