@@ -181,6 +181,7 @@ class DirectionsConfig:
                           {"deformator": "proj", "K": 100})
     seeds: tuple = (0,)
     iterations: tuple = ({"steps": 300},)  # rules, first match wins; keys: generator, reconstructor, deformator, K
+    exclude: tuple = ()          # cells not run: rules with keys generator, reconstructor, deformator, K
     batch: int = 128
     gamma: float = 0.25
     lr: float = 1e-4
@@ -197,6 +198,7 @@ class DirectionsConfig:
     max_failures: int = 1
     random_baseline: bool = True   # a `random` trial per generator (paper Figs 9-10)
     baselines: bool = True         # closed-form SeFa and GANSpace directions, scored alike
+    chance_pool: int = 256         # random directions scored per generator for the chance thresholds
 
     def __post_init__(self) -> None:
         for name, allowed in (("generators", _generator_kinds()), ("reconstructors", {"lenet", "resnet"})):
@@ -204,7 +206,7 @@ class DirectionsConfig:
             setattr(self, name, vals)
             if not vals or set(vals) - allowed:
                 raise ConfigError(f"directions.{name}: {list(vals)} (allowed: {sorted(allowed)})")
-        for name in ("deformators", "iterations"):
+        for name in ("deformators", "iterations", "exclude"):
             bad = [r for r in getattr(self, name) if not isinstance(r, dict)]
             if bad:
                 raise ConfigError(f"directions.{name}: {bad[0]!r} is not a mapping (e.g. "
@@ -218,6 +220,11 @@ class DirectionsConfig:
                 raise ConfigError(f"directions.deformators: {d} (need deformator: {'|'.join(learned)} and K; "
                                   f"proj is the paper's unit length, unit our normalised columns)")
         self.iterations = tuple(dict(r) for r in self.iterations)
+        self.exclude = tuple(dict(r) for r in self.exclude)
+        for r in self.exclude:
+            if not r or set(r) - {"generator", "reconstructor", "deformator", "K"}:
+                raise ConfigError(f"directions.exclude: rule {r} (a non-empty mapping with keys generator, "
+                                  f"reconstructor, deformator, K; e.g. {{generator: phantom, reconstructor: resnet}})")
         for r in self.iterations:
             if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "deformator", "K"}:
                 raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, "
@@ -235,7 +242,7 @@ class DirectionsConfig:
             "batch": (2, 65_536), "gamma": (0, 1000), "lr": (0, 10, "(]"), "lr_directions": (0, 10),
             "shift_scale": (0, 1000, "(]"), "min_shift": (0, 1000), "recon_width": (0, 64, "(]"),
             "eval_every": (1, 100_000_000), "eval_n": (2, 10_000_000), "cpus_per_trial": (0, 1024, "(]"),
-            "gpus_per_trial": (0, 64), "max_failures": (0, 1000)})
+            "gpus_per_trial": (0, 64), "max_failures": (0, 1000), "chance_pool": (2, 100_000)})
         if self.min_shift >= self.shift_scale:
             raise ConfigError(f"directions.min_shift {self.min_shift}: must be below shift_scale ({self.shift_scale})")
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -266,17 +273,18 @@ class DirectionsConfig:
         from raylatent.discovery.methods import reference
         from raylatent.discovery.records import Trial
 
-        out = []
-        for seed in self.seeds:
-            for g in self.generators:
-                for rec in self.reconstructors:
-                    for d in self.deformators:
-                        out.append(Trial(g, rec, d["deformator"], d["K"], seed,
-                                         self.steps_for(g, rec, d["K"], d["deformator"])))
-                if self.random_baseline:
-                    rec, K, ref = self.reconstructors[0], self.deformators[-1]["K"], reference()
-                    out.append(Trial(g, rec, ref, K, seed, self.steps_for(g, rec, K, ref)))
-        return out
+        cells = []
+        for g in self.generators:
+            cells += [(g, rec, d["deformator"], d["K"]) for rec in self.reconstructors for d in self.deformators]
+            if self.random_baseline:
+                cells.append((g, self.reconstructors[0], reference(), self.deformators[-1]["K"]))
+        cells = [c for c in cells if not self.excluded(*c)]
+        return [Trial(g, rec, defo, K, seed, self.steps_for(g, rec, K, defo))
+                for seed in self.seeds for g in self.generators for (g2, rec, defo, K) in cells if g2 == g]
+
+    def excluded(self, generator: str, reconstructor: str, deformator: str, K: int) -> bool:
+        cell = {"generator": generator, "reconstructor": reconstructor, "deformator": deformator, "K": K}
+        return any(all(cell[k] == v for k, v in r.items()) for r in self.exclude)
 
 
 # seed-to-seed spread at smoke scale: the median over the 12 learned cells of the range of held-out

@@ -9,7 +9,7 @@ REDUCED = [
     "generators.batch_size=8", "generators.fid_samples=32", "generators.fid_network=fallback",
     "directions.iterations=[{reconstructor: lenet, steps: 30}, {reconstructor: resnet, steps: 6}]",
     "directions.batch=8", "directions.eval_every=10", "directions.eval_n=32", "directions.cpus_per_trial=0.5",
-    "directions.recon_width=0.5",
+    "directions.recon_width=0.5", "directions.chance_pool=24",
 ]
 
 

@@ -5,8 +5,10 @@ A direction's score for a factor is |rho| x purity when the labeller gives it th
 else 0 (labels.py: |rho| >= RHO_MIN and purity >= PURITY_MIN). The null is estimated once per
 generator: a seeded pool of random unit directions is scored exactly like a trial's, and the
 maximum over K of them is resampled (without replacement) `draws` times; the threshold is its
-95th percentile. A pool twice the largest K keeps the resampled maxima from all being the pool's
-own maximum; the threshold is then the score a set of K random directions beats 5% of the time.
+95th percentile: the score the best of K random directions beats 5% of the time. The pool
+(`directions.chance_pool`, 256 by default) should be well above the largest K (100 in the paper's
+grids), or every resample contains the pool's own best and the threshold is simply that maximum
+(conservative); with K >= pool it is exactly that.
 """
 from __future__ import annotations
 

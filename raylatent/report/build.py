@@ -214,7 +214,8 @@ def _ground_truth(records) -> list[str]:
         names = names or t["factors"]
         rows.append([r["trial"], *[f"{t['matched_cos'][f]:.2f}{' ✓' if t['matched_cos'][f] >= RECOVERED else ''}"
                                    for f in names],
-                     t["axes_recovered"], f"{t['in_subspace_mean']:.2f}"])
+                     t["axes_recovered"], f"{t['in_subspace_mean']:.2f}",
+                     "—" if r.get("rca") is None else f"{r['rca']:.3f}"])
     if not rows:
         return []
     return ["## Ground truth", "",
@@ -223,7 +224,7 @@ def _ground_truth(records) -> list[str]:
             "|cos| of the direction matched one-to-one to its true axis (Hungarian matching); ✓ = "
             f"recovered (|cos| ≥ {RECOVERED}); `in span` = the mean share of a direction's squared length "
             "inside the eight factor axes (the rest moves nothing). `results.json`: `truth`.", "",
-            tabulate(rows, headers=["configuration", *names, "recovered", "in span"], tablefmt="github",
+            tabulate(rows, headers=["configuration", *names, "recovered", "in span", "RCA"], tablefmt="github",
                      disable_numparse=True), ""]
 
 

@@ -32,7 +32,6 @@ from raylatent.interpret.reading import label_directions, truth_of, z_regressor
 EXPERIMENT = "tune"
 CURVE_KEYS = ("step", "rca", "ls", "shift_mae", "train_rca", "loss")
 CHANCE = "chance.json"
-CHANCE_POOL = 256  # random directions scored per generator for the chance thresholds
 __all__ = ["RESULTS", "run_directions", "directions_trainable", "z_regressor"]
 
 
@@ -172,7 +171,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     gens = {k: _generator_from_state(k, w, gcfg) for k, w in weights.items()}
     k_max = max(x["K"] for x in d.deformators)
     closed_K = {k: min(k_max, G.latent_dim) for k, G in gens.items()} if d.baselines else {}
-    limits = chance_limits(out, gens, {t.K for t in trials}, closed_K, zreg, log)
+    limits = chance_limits(out, gens, {t.K for t in trials}, closed_K, zreg, d.chance_pool, log)
     records: list[TrialRecord] = [record_of(out, t, d.gamma, limits[t.generator][t.K]) for t in trials]
     if d.baselines:
         log("directions: scoring the closed-form baselines (SeFa, GANSpace)")
@@ -182,7 +181,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     return rows
 
 
-def chance_limits(out: Path, generators: dict, Ks: set, closed_K: dict, zreg, log=print) -> dict:
+def chance_limits(out: Path, generators: dict, Ks: set, closed_K: dict, zreg, pool: int, log=print) -> dict:
     """Per generator and K, the score a factor's best direction must beat to count as found: what
     the best of K random unit directions reaches (interpret/chance.py). Kept in out/chance.json,
     so a resumed stage does not score the pool again."""
@@ -195,8 +194,7 @@ def chance_limits(out: Path, generators: dict, Ks: set, closed_K: dict, zreg, lo
     for kind, G in sorted(generators.items()):
         want = sorted(set(Ks) | ({closed_K[kind]} if kind in closed_K else set()))
         entry = saved.get(kind, {})
-        if not all(str(K) in entry.get("K", {}) for K in want):
-            pool = max(2 * max(want), CHANCE_POOL)
+        if entry.get("pool") != pool or not all(str(K) in entry.get("K", {}) for K in want):
             log(f"directions: what chance reaches on {kind}: {pool} random directions scored like a trial's")
             rows = pool_scores(G, G.latent_dim, pool, zreg=zreg)
             entry = {"pool": pool, "quantile": 0.95, "K": {str(K): thresholds(rows, FACTORS, K) for K in want}}
