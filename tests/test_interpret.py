@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from raylatent.data.dicom import hu_to_model
-from raylatent.data.phantom import PatientFactors, render_slice
+from raylatent.data.dicom import HU_MAX, HU_MIN, hu_to_model, model_to_hu
+from raylatent.data.phantom import PatientFactors, render_slice, slice_truth
 from raylatent.discovery.baselines import first_layer_of, ganspace, sefa
+from raylatent.interpret.attributes import measure
 from raylatent.interpret.labels import factor_recovery, score_directions
 from raylatent.models import DCGANGenerator
 
@@ -94,9 +95,11 @@ def test_attributes_track_their_ground_truth_when_every_factor_varies():
     for attr in ("width", "height", "size", "rotation", "y", "thickness", "breast", "z"):
         assert fine[attr] >= 0.9, (attr, fine[attr])
     assert abs(fine["breast_none_cm2"][0]) < 3.0, fine["breast_none_cm2"]  # no breasts reads ~0
-    # 15.6 mm pixels: outline, position and z still rank; the fat ring (6-32 mm) does not
-    for attr in ("width", "height", "size", "rotation", "y", "z"):
+    # 15.6 mm pixels: outline, position, breasts and z still rank; the fat ring (6-32 mm) does not
+    for attr in ("width", "height", "size", "rotation", "y", "breast", "z"):
         assert coarse[attr] >= 0.9, (attr, coarse[attr])
+    # without breasts the breast measure is steady (the old first moment: 9 cm^2 std at 32^2)
+    assert coarse["breast_none_cm2"][1] < 3.0 and fine["breast_none_cm2"][1] < 1.0
 
 
 def test_slice_truth_follows_the_generative_factors():
@@ -111,3 +114,44 @@ def test_slice_truth_follows_the_generative_factors():
     assert with_breasts["factor_breast_cm2"] > 30 and with_breasts["factor_height_mm"] > base["factor_height_mm"]
     assert with_breasts["factor_y_mm"] < base["factor_y_mm"]  # anterior bulk moves the centroid up
     assert slice_truth(PatientFactors(breast=1.0), 0.8)["factor_breast_cm2"] == 0  # below the breasts
+
+
+def _breast_at(pixels: int, **factors) -> float:
+    hu = render_slice(PatientFactors(**factors), 0.3, 256, seed=len(factors) + int(sum(map(abs, factors.values()))))
+    return measure(model_to_hu(hu_to_model(hu, pixels)), 500.0)["breast"]
+
+
+@pytest.mark.parametrize("pixels,max_level", [(32, 0.4), (64, 0.15)])
+def test_breast_is_tissue_beyond_the_torso_not_front_back_asymmetry(pixels, max_level):
+    """Without breasts the measure stays put under everything that moves the outline's front or
+    back (y shift, rotation, height, fat thickness, width, size): its swing is judged against what
+    a medium breast (0.7, the middle of the cohort's 0.3-1.0) adds at this pixel size, which is most
+    of the phantom's own breast area (slice_truth). The old first-moment measure swung by 24 cm^2
+    (32^2) and 29 cm^2 (64^2) over the y sweep. Without breasts it reads about 0 (a partial-volume
+    offset of the skin, ~6 cm^2 at 32^2)."""
+    truth = slice_truth(PatientFactors(breast=0.7), 0.3)["factor_breast_cm2"]
+    signal = _breast_at(pixels, breast=0.7) - _breast_at(pixels)
+    assert signal > 0.6 * truth, (signal, truth)
+    sweeps = {"y": np.linspace(-30, 30, 5), "rotation": np.linspace(-12, 12, 5),
+              "height": np.linspace(0.85, 1.15, 5), "thickness": np.linspace(6, 32, 5),
+              "width": np.linspace(0.85, 1.15, 5), "size": np.linspace(0.88, 1.12, 5)}
+    for name, values in sweeps.items():
+        m = np.array([_breast_at(pixels, **{name: float(v)}) for v in values])
+        assert np.ptp(m) < 0.2 * signal, (name, m, signal)
+        assert np.abs(m).max() < max_level * signal, (name, m, signal)
+
+
+def test_a_brightness_change_is_intensity_not_outline_or_fat():
+    """x -> x + c in model units is (HU_MAX - HU_MIN) c / 2 HU: intensity follows it, the geometry
+    does not move (it is measured with the background air put back at -1000 HU)."""
+    for size in (32, 64):
+        for f in (PatientFactors(), PatientFactors(breast=0.8, thickness=25, rotation=6)):
+            x = hu_to_model(render_slice(f, 0.4, 256, seed=1), size)
+            base = measure(model_to_hu(x))
+            for c in (-0.05, 0.05):
+                m = measure(model_to_hu(x + c))
+                assert m["intensity"] - base["intensity"] == pytest.approx(c * (HU_MAX - HU_MIN) / 2, rel=0.05)
+                for a in ("width", "height", "size", "thickness", "breast"):
+                    assert abs(m[a] - base[a]) <= 0.01 * abs(base[a]) + 0.5, (size, a, base[a], m[a])
+                assert abs(m["rotation"] - base["rotation"]) < 0.5 and abs(m["y"] - base["y"]) < 0.005
+
