@@ -90,7 +90,8 @@ def test_attributes_track_their_ground_truth_when_every_factor_varies():
     cohort where width, height, size, rotation, y, fat, breasts and z all vary at once."""
     from raylatent.interpret.validate import validate
 
-    res = validate(sizes=(32, 128), patients=24, per_patient=2, z_train=10, z_test=4, slices=24, seed=3)
+    res = validate(sizes=(32, 128), patients=24, per_patient=2, z_train=10, z_test=4, slices=24, seed=3,
+                   leak_patients=16, z_raw=False)
     fine, coarse = res["sizes"]["128"], res["sizes"]["32"]
     for attr in ("width", "height", "size", "rotation", "y", "thickness", "breast", "z"):
         assert fine[attr] >= 0.9, (attr, fine[attr])
@@ -100,6 +101,15 @@ def test_attributes_track_their_ground_truth_when_every_factor_varies():
         assert coarse[attr] >= 0.9, (attr, coarse[attr])
     # without breasts the breast measure is steady (the old first moment: 9 cm^2 std at 32^2)
     assert coarse["breast_none_cm2"][1] < 3.0 and fine["breast_none_cm2"][1] < 1.0
+    for row in (fine, coarse):
+        leak = row["z_leakage"]
+        # brightening the image by 75 HU moved the raw-HU regressor's z by 0.17-0.40; the regressor
+        # undoes it. The outline, fat and position explain a few hundredths of z at a fixed z
+        # (0.05 here: 10 training patients; see validate's z_leakage)
+        assert leak["brightness_global"] < 0.01 and leak["explained"] < 0.1, leak
+    # the body alone brightened: 0.15-0.23 before; at 32^2 the soft-tissue level that undoes it is
+    # itself noisy (tens of HU), so only the fine size is held to it
+    assert fine["z_leakage"]["brightness_body"] < 0.03, fine["z_leakage"]
 
 
 def test_slice_truth_follows_the_generative_factors():
