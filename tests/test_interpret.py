@@ -8,14 +8,16 @@ from raylatent.data.dicom import HU_MAX, HU_MIN, hu_to_model, model_to_hu
 from raylatent.data.phantom import PatientFactors, render_slice, slice_truth
 from raylatent.discovery.baselines import first_layer_of, ganspace, sefa
 from raylatent.interpret.attributes import measure
-from raylatent.interpret.labels import factor_recovery, score_directions
+from raylatent.interpret.labels import FACTORS, RHO_MIN, _label, factor_recovery, score_directions
 from raylatent.models import DCGANGenerator
+
+BRIGHT = 0.03  # model units per unit of z[6]: 45 HU
 
 
 class PhantomGenerator(nn.Module):
     """z[0] rotates the phantom, z[1] widens it, z[2] moves it down, z[3] scales it, z[4] makes it
-    taller; z[5]: nothing; or
-    (entangled=True) every dim moves everything a little."""
+    taller; z[5]: nothing; z[6] (latent_dim=7) brightens the whole image (adds BRIGHT z[6] in model
+    units); or (entangled=True) every dim moves everything a little."""
 
     def __init__(self, latent_dim=6, size=64, entangled=False):
         super().__init__()
@@ -31,8 +33,9 @@ class PhantomGenerator(nn.Module):
             else:
                 f = PatientFactors(rotation=4 * v[0], width=1 + 0.04 * v[1], y=8 * v[2], size=1 + 0.04 * v[3],
                                    height=1 + 0.04 * v[4])
-            out.append(hu_to_model(render_slice(f, 0.4, 128, seed=0, noise_hu=0), self.size))
-        return torch.tensor(np.stack(out))[:, None]
+            img = hu_to_model(render_slice(f, 0.4, 128, seed=0, noise_hu=0), self.size)
+            out.append(img + (BRIGHT * v[6] if len(v) > 6 and not self.entangled else 0.0))
+        return torch.tensor(np.stack(out), dtype=torch.float32)[:, None]
 
 
 def test_known_axes_get_their_labels():
@@ -126,6 +129,35 @@ def test_slice_truth_follows_the_generative_factors():
     assert slice_truth(PatientFactors(breast=1.0), 0.8)["factor_breast_cm2"] == 0  # below the breasts
 
 
+def _row(rho: dict, effect: dict) -> dict:
+    names = (*FACTORS, "intensity")
+    return {"direction": 0, "rho": {n: rho.get(n, 0.0) for n in names},
+            "effect": {n: effect.get(n, 0.0) for n in names}}
+
+
+def test_outline_label_is_chosen_among_the_attributes_that_track():
+    """Seen in a run: `width` at rho_width -0.01, rho_height 0.94, because width's mean change
+    (a jitter) was the larger one. Only attributes with |rho| >= RHO_MIN may be chosen."""
+    row = _row({"width": -0.01, "height": 0.94, "size": 0.9}, {"width": 1.5, "height": 1.0, "size": 0.8})
+    _label(row, {"width": 0.06, "height": 0.03})
+    assert row["label"] == "height" and row["top"] == "height"
+    # both axes track, alike in sign and relative change: size; unbalanced: the larger one
+    row = _row({"width": 0.95, "height": 0.9, "size": 0.97}, {"width": 1.0, "height": 1.0, "size": 1.2})
+    _label(row, {"width": 0.04, "height": 0.035})
+    assert row["label"] == "size"
+    _label(row, {"width": 0.04, "height": 0.01})
+    assert row["label"] == "width"
+    # opposite signs (an aspect change) is never size
+    row = _row({"width": 0.95, "height": -0.9, "size": 0.2}, {"width": 1.0, "height": 1.0, "size": 0.1})
+    _label(row, {"width": 0.04, "height": -0.035})
+    assert row["label"] == "width"
+    # the area tracks and neither axis does: size
+    row = _row({"width": 0.3, "height": 0.4, "size": 0.9}, {"width": 0.5, "height": 0.5, "size": 1.0})
+    _label(row, {"width": 0.05, "height": 0.01})
+    assert row["label"] == "size"
+    assert RHO_MIN > 0.4
+
+
 def _breast_at(pixels: int, **factors) -> float:
     hu = render_slice(PatientFactors(**factors), 0.3, 256, seed=len(factors) + int(sum(map(abs, factors.values()))))
     return measure(model_to_hu(hu_to_model(hu, pixels)), 500.0)["breast"]
@@ -165,3 +197,23 @@ def test_a_brightness_change_is_intensity_not_outline_or_fat():
                     assert abs(m[a] - base[a]) <= 0.01 * abs(base[a]) + 0.5, (size, a, base[a], m[a])
                 assert abs(m["rotation"] - base["rotation"]) < 0.5 and abs(m["y"] - base["y"]) < 0.005
 
+
+def test_a_brightness_direction_is_labelled_intensity_and_not_a_factor():
+    """Before intensity was scored a brightness direction could only read as size or thickness
+    (their thresholds moved); it is labelled `intensity`, and factor recovery stays on the eight
+    factors. With a z regressor in the loop (fitted on phantom slices), z does not move either."""
+    from raylatent.interpret.validate import _slices
+    from raylatent.interpret.zposition import ZRegressor
+
+    images, truth = _slices(4, 12, (64,), seed=5, random_z=False)
+    zreg = ZRegressor.fit(images[64], truth["factor_z"], steps=400)
+    G = PhantomGenerator(latent_dim=7)
+    scores = score_directions(G, torch.eye(7), n_latents=3, shift=2.0, zreg=zreg, directions=[1, 6])
+    width, bright = scores
+    assert bright["label"] == "intensity" and bright["rho"]["intensity"] > 0.9, bright
+    for a in ("width", "height", "size", "thickness", "breast", "z"):
+        assert bright["effect"][a] * abs(bright["rho"][a]) < 0.1 * bright["effect"]["intensity"], (a, bright)
+    assert width["label"] == "width"
+    rec = factor_recovery(scores)
+    assert tuple(rec) == FACTORS and "intensity" not in rec
+    assert not rec["size"]["found"] and not rec["thickness"]["found"]
