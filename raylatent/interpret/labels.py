@@ -9,9 +9,16 @@ pass their thresholds; `entangled` when some attribute tracks eps but none domin
 nothing tracks it.
 
 Width, height and size (area) are one outline: any change of width changes the area too, so they
-count once in purity (as their largest effect), and which of the three a direction is follows from
-how it changes the body's width and height: both by similar relative amounts = size, else the one
-that changes more.
+count once in purity (as their largest effect). Which of the three an outline direction is, is
+decided only among the ones that track the shift (|rho| >= RHO_MIN; an attribute that jitters
+without tracking may still have the largest mean change, and labelled directions `width` at
+rho_width -0.01, rho_height 0.94): width and height both tracking with the same sign and similar
+relative changes (the smaller >= SIZE_BALANCE x the larger) = size; both tracking otherwise = the
+one that changes more; only one of them tracking = that one; neither, but the area = size.
+
+Scored attributes (ATTRIBUTES) are the paper's eight factors (FACTORS) plus `intensity` (the
+soft-tissue level): not a factor, so factor_recovery does not look for it, but it counts in purity
+and can be a label, so that a brightness change is not taken for size or fat thickness.
 """
 from __future__ import annotations
 
@@ -24,13 +31,17 @@ from scipy.stats import spearmanr
 from raylatent.data.dicom import model_to_hu
 from raylatent.interpret.attributes import measure_batch
 
-SEMANTIC = ("width", "height", "size", "rotation", "y", "thickness", "breast", "z")
+FACTORS = ("width", "height", "size", "rotation", "y", "thickness", "breast", "z")  # the paper's eight
+SEMANTIC = FACTORS  # the name the report and older code import
+ATTRIBUTES = (*FACTORS, "intensity")  # what is scored, counts in purity and can be a label
 MEASURED = {"width": "width", "height": "height", "size": "size", "rotation": "rotation", "y": "y",
-            "thickness": "thickness", "breast": "breast"}
+            "thickness": "thickness", "breast": "breast", "intensity": "intensity"}
 # The smallest spread an attribute is normalised by (its units): a change below this is noise,
 # whatever the population spread (which can be ~0 for an attribute a generator never varies).
+# Intensity (HU): a phantom population varies by ~2 HU at 128^2, so geometry's partial-volume
+# drift of a few HU would otherwise count as a brightness change.
 MIN_SPREAD = {"width": 5.0, "height": 5.0, "size": 5.0, "rotation": 1.0, "y": 0.01, "thickness": 1.5,
-              "breast": 2.0, "z": 0.05}
+              "breast": 2.0, "z": 0.05, "intensity": 20.0}
 RHO_MIN = 0.6
 PURITY_MIN = 0.4
 OUTLINE = ("width", "height", "size")
@@ -38,7 +49,7 @@ SIZE_BALANCE = 0.5    # size: the smaller relative change of width and height is
 
 
 def attributes_of(images: torch.Tensor, zreg=None, fov_mm: float = 500.0) -> dict[str, np.ndarray]:
-    """All eight attributes of [-1, 1] images (N x 1 x S x S)."""
+    """All scored attributes (ATTRIBUTES) of [-1, 1] images (N x 1 x S x S)."""
     x = images[:, 0].detach().cpu().numpy() if images.ndim == 4 else np.asarray(images)
     m = measure_batch(model_to_hu(x), fov_mm)
     out = {k: m[v] for k, v in MEASURED.items()}
@@ -72,7 +83,7 @@ def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions) -> list[dict]:
         att = attributes_of(G(zz), zreg)
         row = {"direction": int(k), "rho": {}, "effect": {}}
         rel = {}  # relative change of width and height from one sweep end to the other
-        for name in SEMANTIC:
+        for name in ATTRIBUTES:
             v = att[name].reshape(n_eps, n_latents) - base[name][None]
             e = np.repeat(eps.numpy()[:, None], n_latents, 1)
             ok = np.isfinite(v)
@@ -88,22 +99,30 @@ def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions) -> list[dict]:
     return results
 
 
-def _outline_label(rel: dict[str, float]) -> str:
+def _outline_label(rho: dict[str, float], rel: dict[str, float]) -> str:
+    """width, height or size for an outline direction, from the attributes that track the shift
+    (see the module docstring)."""
+    w_tr, h_tr = abs(rho["width"]) >= RHO_MIN, abs(rho["height"]) >= RHO_MIN
     w, h = np.nan_to_num(rel["width"]), np.nan_to_num(rel["height"])
-    if w * h > 0 and min(abs(w), abs(h)) >= SIZE_BALANCE * max(abs(w), abs(h)):
-        return "size"
-    return "width" if abs(w) >= abs(h) else "height"
+    if w_tr and h_tr:
+        same = rho["width"] * rho["height"] > 0 and w * h > 0
+        if same and min(abs(w), abs(h)) >= SIZE_BALANCE * max(abs(w), abs(h)):
+            return "size"
+        return "width" if abs(w) >= abs(h) else "height"
+    if w_tr or h_tr:
+        return "width" if w_tr else "height"
+    return "size"
 
 
 def _label(row: dict, rel: dict[str, float]) -> None:
     """Fill purity, top and label of a scored direction (see the module docstring)."""
-    weight = {n: row["effect"][n] * abs(row["rho"][n]) for n in SEMANTIC}
-    groups = {"outline": max(weight[n] for n in OUTLINE), **{n: weight[n] for n in SEMANTIC if n not in OUTLINE}}
+    weight = {n: row["effect"][n] * abs(row["rho"][n]) for n in ATTRIBUTES}
+    groups = {"outline": max(weight[n] for n in OUTLINE), **{n: weight[n] for n in ATTRIBUTES if n not in OUTLINE}}
     tracks = {g: (max(abs(row["rho"][n]) for n in OUTLINE) if g == "outline" else abs(row["rho"][g])) >= RHO_MIN
               for g in groups}
     top_group = max(groups, key=lambda g: groups[g] * tracks[g])
     row["purity"] = groups[top_group] / (sum(groups.values()) + 1e-9)
-    row["top"] = _outline_label(rel) if top_group == "outline" else top_group
+    row["top"] = _outline_label(row["rho"], rel) if top_group == "outline" else top_group
     row["relative_change"] = rel
     tracked = any(tracks.values())
     if not tracked:
@@ -115,10 +134,11 @@ def _label(row: dict, rel: dict[str, float]) -> None:
 
 
 def factor_recovery(scores: list[dict]) -> dict[str, dict]:
-    """For each of the eight factors, the best-matching direction, its |rho| and purity: a direction
-    labelled with the factor if there is one (found), else the one whose change tracks it best."""
+    """For each of the paper's eight factors (FACTORS; not intensity), the best-matching direction,
+    its |rho| and purity: a direction labelled with the factor if there is one (found), else the one
+    whose change tracks it best."""
     out = {}
-    for name in SEMANTIC:
+    for name in FACTORS:
         labelled = [r for r in scores if r["label"] == name]
         pool = labelled or [r for r in scores if r["top"] == name] or scores
         best = max(pool, key=lambda r: abs(r["rho"][name]) * (r["effect"][name] > 0))
