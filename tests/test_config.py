@@ -42,9 +42,24 @@ def test_learning_rate_and_width_per_reconstructor():
 def test_seeds_axis_and_overrides():
     one = load_grid("smoke").directions
     g = load_grid("smoke", ["directions.seeds=[0,1,2]", "generators.epochs=4", "data.size=64"])
-    per_seed = len(one.generators) * (len(one.reconstructors) * len(one.deformators) + one.random_baseline)
+    cells = [(gen, r, d["deformator"], d["K"]) for gen in one.generators for r in one.reconstructors
+             for d in one.deformators]
+    cells += [(gen, one.reconstructors[0], "random", one.deformators[-1]["K"]) for gen in one.generators] \
+        if one.random_baseline else []
+    per_seed = len([c for c in cells if not one.excluded(*c)])
+    assert one.exclude and per_seed < len(cells)  # the smoke grid runs the phantom generator on a subset of cells
     assert len(one.trials()) == per_seed and len(g.directions.trials()) == 3 * per_seed
+    assert {t.seed for t in g.directions.trials()} == {0, 1, 2}
     assert g.generators.epochs == 4 and g.generators.size == 64  # generators follow data.size
+
+
+def test_exclude_rules_remove_exactly_the_matching_cells():
+    base = load_grid("smoke", ["directions.exclude=[]"]).directions
+    d = load_grid("smoke", ["directions.exclude=[{generator: gan, reconstructor: resnet}, {K: 100}]"]).directions
+    want = [t for t in base.trials() if not ((t.generator, t.reconstructor) == ("gan", "resnet") or t.K == 100)]
+    assert d.trials() == want and len(want) < len(base.trials())
+    with pytest.raises(ConfigError, match="directions.exclude"):
+        load_grid("smoke", ["directions.exclude=[{seed: 0}]"])
 
 
 @pytest.mark.parametrize("text,override,msg", [
