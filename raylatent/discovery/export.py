@@ -42,7 +42,7 @@ def traversal(G: nn.Module, A: torch.Tensor | np.ndarray | dict, z: torch.Tensor
     """Images G(z + shift_k(s)): tensor (n_dirs, n_shifts, n_z, C, H, W), on the CPU. A is the
     d x K matrix (shift s * a_k) or the arrays of an export (the exact shift of its model)."""
     G.eval()
-    dev = next(G.parameters()).device
+    dev = next(iter([*G.parameters(), *G.buffers()]), torch.empty(0)).device  # the phantom has buffers only
     fn, K = shift_fn(A), np.asarray(as_arrays(A)["A"]).shape[1]
     z = z.to(dev)
     dirs = list(range(K)) if directions is None else list(directions)

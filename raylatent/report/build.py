@@ -195,8 +195,11 @@ def _directions_found(records) -> list[str]:
             "the score the best of K random unit directions reaches on the same generator (the 95th "
             "percentile, estimated once per generator and K from a seeded pool of random directions "
             "scored the same way; `chance.json`). ✓ = found: a direction is labelled with the factor "
-            "(|ρ| ≥ 0.6, purity ≥ 0.4) and its score beats chance. `random`, `sefa` and `ganspace` rows "
-            "are the baselines. Thickness is below the pixel size under 128².", "",
+            "(|ρ| ≥ 0.6, purity ≥ 0.4) and its score beats chance. Width, height or size is decided among "
+            "the outline attributes that track the shift; `intensity` (the soft-tissue level) counts in "
+            "purity and can be a label, so a brightness direction is not read as size or fat, but it is "
+            "not one of the factors. `random`, `sefa` and `ganspace` rows are the baselines. Thickness is "
+            "below the pixel size under 128².", "",
             tabulate(rows, headers=["configuration", *names, "found"], tablefmt="github", disable_numparse=True), "",
             *verdicts, ""]
 
