@@ -21,10 +21,21 @@ def test_results_have_every_configuration(smoke_run):
     got = {(r["generator"], r["reconstructor"], r["deformator"], r["K"], r["seed"]) for r in trained}
     assert got == want and len(trained) == len(grid.directions.trials())
     baselines = sorted((r["generator"], r["deformator"]) for r in records if r["reconstructor"] == "none")
-    assert baselines == [("gan", "ganspace"), ("gan", "sefa"), ("vae", "ganspace"), ("vae", "sefa")]
-    for r in records:  # every configuration says what its directions do
-        assert len(r["labels"]) == r["K"] and set(r["factors"]) == {
-            "width", "height", "size", "rotation", "y", "thickness", "breast", "z"}
+    from raylatent.discovery.methods import names
+    from raylatent.interpret.labels import FACTORS
+    from raylatent.models import kind_of
+
+    assert baselines == sorted((g, m) for g in grid.directions.generators for m in names("closed-form"))
+    chance = json.loads(next((root / "run" / "directions").iterdir()).joinpath("chance.json").read_text())
+    for r in records:  # every configuration says what its directions do, held to chance on its generator
+        assert len(r["labels"]) == r["K"] and set(r["factors"]) == set(FACTORS)
+        limits = chance[r["generator"]]["K"][str(r["K"])]  # every generator and K, closed-form ones too
+        assert all(f["chance"] == limits[name] and f["found"] <= (f["score"] > f["chance"])
+                   for name, f in r["factors"].items())
+        # scores against the true directions exactly where the generator knows them
+        assert ("truth" in r) == (kind_of(r["generator"]).truth is not None)
+        if "truth" in r:
+            assert set(r["truth"]["matched_cos"]) == set(FACTORS) and 0 <= r["truth"]["axes_recovered"] <= 8
     (ddir,) = (root / "run" / "directions").iterdir()
     d = grid.directions
     for r in trained:

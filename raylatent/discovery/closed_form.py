@@ -12,9 +12,9 @@ from raylatent.discovery.records import (DIRECTIONS, LABELS, NO_RECONSTRUCTOR, T
 
 
 def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path,
-                        chance: dict | None = None) -> list[TrialRecord]:
+                        chance=None) -> list[TrialRecord]:
     """Every closed-form method on every generator ({kind: z -> image module}), K directions each
-    (at most the latent size); `chance[kind][K]`, if given, calibrates which factors count as found."""
+    (at most the latent size); `chance(kind, K)`, if given, calibrates which factors count as found."""
     from raylatent.interpret.reading import label_directions, truth_of
 
     records = []
@@ -33,5 +33,5 @@ def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path
                                        deformator=method.name, K=trial.K, seed=0, iterations=0, rca=None, ls=None,
                                        shift_mae=None, gamma=None, wall_s=0.0, node_id=None,
                                        directions=trial.directions_file, truth=labels.get("truth"),
-                                       **label_summary(labels, (chance or {}).get(kind, {}).get(trial.K))))
+                                       **label_summary(labels, chance(kind, trial.K) if chance else None)))
     return records

@@ -32,14 +32,47 @@ def pool_scores(G, latent_dim: int, pool: int, zreg=None, seed: int = 0) -> list
     return score_directions(G.cpu().float().eval(), A / A.norm(dim=0, keepdim=True), zreg=zreg)
 
 
+def score_matrix(rows: list[dict], factors) -> np.ndarray:
+    """pool x F: every scored direction's evidence for every factor."""
+    return np.array([[factor_score(r, f) for f in factors] for r in rows], dtype=np.float64).reshape(len(rows), -1)
+
+
+def best_of_K(S: np.ndarray, factors, K: int, draws: int = DRAWS, q: float = QUANTILE,
+              seed: int = 0) -> dict[str, float]:
+    """Per factor, the q-quantile of the best score among K directions drawn from a scored pool."""
+    S = np.asarray(S, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    k = min(K, len(S))
+    best = np.stack([S[rng.choice(len(S), k, replace=False)].max(0) for _ in range(draws)])
+    return {f: round(float(np.quantile(best[:, i], q)), 4) for i, f in enumerate(factors)}
+
+
 def thresholds(rows: list[dict], factors, K: int, draws: int = DRAWS, q: float = QUANTILE,
                seed: int = 0) -> dict[str, float]:
     """Per factor, the q-quantile of the best score among K directions drawn from the scored pool."""
-    rng = np.random.default_rng(seed)
-    S = np.array([[factor_score(r, f) for f in factors] for r in rows])  # pool x F
-    k = min(K, len(rows))
-    best = np.stack([S[rng.choice(len(rows), k, replace=False)].max(0) for _ in range(draws)])
-    return {f: round(float(np.quantile(best[:, i], q)), 4) for i, f in enumerate(factors)}
+    return best_of_K(score_matrix(rows, factors), factors, K, draws, q, seed)
+
+
+class ChanceLimits:
+    """Thresholds per generator and K from each generator's scored pool, computed when first asked
+    (a closed-form method's K is known only once it has run)."""
+
+    def __init__(self, pools: dict[str, np.ndarray], factors):
+        self.pools, self.factors, self._memo = pools, tuple(factors), {}
+
+    def __call__(self, kind: str, K: int) -> dict[str, float] | None:
+        if kind not in self.pools:
+            return None
+        if (kind, K) not in self._memo:
+            self._memo[(kind, K)] = best_of_K(self.pools[kind], self.factors, K)
+        return self._memo[(kind, K)]
+
+    def table(self) -> dict:
+        """What chance.json shows: every threshold asked for, per generator and K."""
+        out: dict = {}
+        for (kind, K), lim in sorted(self._memo.items()):
+            out.setdefault(kind, {})[str(K)] = lim
+        return out
 
 
 def calibrate(factors_found: dict, scores: list[dict], limits: dict[str, float]) -> dict:

@@ -79,9 +79,9 @@ def _manifest(rendered: Path) -> dict:
     """What the directions stage rendered for this report (see discovery/renders.py)."""
     try:
         man = json.loads((rendered / MANIFEST).read_text())
-        for key in ("shifts", "charts", "random_vs_discovered", "interpolation"):
-            man[key]  # noqa: B018 (a KeyError is a damaged manifest)
-    except (OSError, ValueError, KeyError, TypeError):
+        if not all(key in man for key in ("shifts", "charts", "random_vs_discovered", "interpolation")):
+            raise ValueError("incomplete")
+    except (OSError, ValueError, TypeError):
         raise ConfigError(f"{rendered / MANIFEST}: missing or damaged (rerun python -m raylatent.ablate: "
                           f"the directions stage renders the report's images again)") from None
     for entry in [*man["charts"].values(), *(e["file"] for e in man["random_vs_discovered"].values()),

@@ -169,39 +169,44 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             f"rerun with --resume to retry them (finished ones are kept)")
         return [r.to_dict() for r in records]
     gens = {k: _generator_from_state(k, w, gcfg) for k, w in weights.items()}
-    k_max = max(x["K"] for x in d.deformators)
-    closed_K = {k: min(k_max, G.latent_dim) for k, G in gens.items()} if d.baselines else {}
-    limits = chance_limits(out, gens, {t.K for t in trials}, closed_K, zreg, d.chance_pool, log)
-    records: list[TrialRecord] = [record_of(out, t, d.gamma, limits[t.generator][t.K]) for t in trials]
+    limits = chance_limits(out, gens, zreg, d.chance_pool, log)
+    records: list[TrialRecord] = [record_of(out, t, d.gamma, limits(t.generator, t.K)) for t in trials]
     if d.baselines:
         log("directions: scoring the closed-form baselines (SeFa, GANSpace)")
-        records += closed_form_records(gens, digests, k_max, zreg, out, limits)
+        records += closed_form_records(gens, digests, max(x["K"] for x in d.deformators), zreg, out, limits)
+    _save_thresholds(out, limits)
     rows = [r.to_dict() for r in sorted(records, key=lambda r: r.trial)]
     write_json(out / RESULTS, rows, indent=1)
     return rows
 
 
-def chance_limits(out: Path, generators: dict, Ks: set, closed_K: dict, zreg, pool: int, log=print) -> dict:
-    """Per generator and K, the score a factor's best direction must beat to count as found: what
-    the best of K random unit directions reaches (interpret/chance.py). Kept in out/chance.json,
-    so a resumed stage does not score the pool again."""
-    from raylatent.interpret.chance import pool_scores, thresholds
+def chance_limits(out: Path, generators: dict, zreg, pool: int, log=print):
+    """What chance reaches on each generator (interpret/chance.py): a pool of random unit
+    directions scored like a trial's, kept in out/chance.json with the thresholds asked of it, so a
+    resumed stage does not score the pool again."""
+    from raylatent.interpret.chance import ChanceLimits, pool_scores, score_matrix
     from raylatent.interpret.labels import FACTORS
 
-    path = out / CHANCE
-    saved = read_json(path, {})
-    limits = {}
+    saved = read_json(out / CHANCE, {})
+    pools = {}
     for kind, G in sorted(generators.items()):
-        want = sorted(set(Ks) | ({closed_K[kind]} if kind in closed_K else set()))
         entry = saved.get(kind, {})
-        if entry.get("pool") != pool or not all(str(K) in entry.get("K", {}) for K in want):
+        if entry.get("pool") != pool or entry.get("factors") != list(FACTORS) or "scores" not in entry:
             log(f"directions: what chance reaches on {kind}: {pool} random directions scored like a trial's")
-            rows = pool_scores(G, G.latent_dim, pool, zreg=zreg)
-            entry = {"pool": pool, "quantile": 0.95, "K": {str(K): thresholds(rows, FACTORS, K) for K in want}}
+            S = score_matrix(pool_scores(G, G.latent_dim, pool, zreg=zreg), FACTORS)
+            entry = {"pool": pool, "factors": list(FACTORS), "scores": np.round(S, 4).tolist()}
             saved[kind] = entry
-            write_json(path, saved, indent=1)
-        limits[kind] = {K: entry["K"][str(K)] for K in want}
-    return limits
+            write_json(out / CHANCE, saved)
+        pools[kind] = np.asarray(entry["scores"], dtype=np.float64).reshape(pool, len(FACTORS))
+    return ChanceLimits(pools, FACTORS)
+
+
+def _save_thresholds(out: Path, limits) -> None:
+    saved = read_json(out / CHANCE, {})
+    for kind, by_K in limits.table().items():
+        saved.setdefault(kind, {})["quantile"] = 0.95
+        saved[kind]["K"] = by_K
+    write_json(out / CHANCE, saved, indent=1)
 
 
 def _tune_name(tr) -> str:
