@@ -177,7 +177,8 @@ def _directions_found(records) -> list[str]:
         ref = [r for r in mine if method_of(r["deformator"]).role == "reference"]
         if not learned:
             continue
-        best = max(learned, key=lambda r: r.get("factors_found", 0))
+        best = max(learned, key=lambda r: (r.get("factors_found", 0),  # ties: the most evidence over chance
+                                           sum(f.get("score", 0) - f.get("chance", 0) for f in r["factors"].values())))
         nb, nr = best.get("factors_found", 0), max((r.get("factors_found", 0) for r in ref), default=None)
         line = f"- {gen.upper()}: the best learned configuration ({best['trial']}) finds {nb} of {len(names)} factors"
         if nr is None:

@@ -23,8 +23,8 @@ import torch
 from raylatent.config import DirectionsConfig
 from raylatent.discovery.evaluate import evaluate
 from raylatent.discovery.export import save_directions
-from raylatent.discovery.records import (CURVE, DIRECTIONS, LABELS, RECORD, RESULTS, Trial, TrialRecord, finished,
-                                         folder_of, read_json, record_of, write_json)
+from raylatent.discovery.records import (CURVE, DIRECTIONS, LABELS, NO_RECONSTRUCTOR, RECORD, RESULTS, Trial,
+                                         TrialRecord, finished, folder_of, read_json, record_of, write_json)
 from raylatent.discovery.runner import load_checkpoint, run, save_checkpoint
 from raylatent.discovery.step import Discovery, DiscoveryConfig
 from raylatent.interpret.reading import label_directions, truth_of, z_regressor
@@ -117,14 +117,14 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
                    log=print) -> list[dict]:
     """Run the trials under out/ (with `resume`, only those without a finished record, each from
     its own last checkpoint); write out/results.json. `after_report(metrics, resumed)`, if given,
-    runs in every trial after each report (it must be picklable).
+    runs in every trial after each report (it must be picklable). What each generator needs once
+    (the chance pool, the closed-form methods) runs as Ray tasks beside the trials.
 
     Resuming reads only what the trials wrote themselves (JSON, npz without pickles and
     weights-only checkpoints). Tune's experiment state (tuner.pkl, trial pickles) is never
     restored: a run directory received from someone else cannot run code through it."""
+    import ray
     from ray import tune
-
-    from raylatent.discovery.closed_form import closed_form_records
 
     out = Path(out).resolve()
     if (out / RESULTS).exists():
@@ -138,12 +138,24 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             log(f"directions: restoring the interrupted experiment at {out}: {len(done)} of {len(trials)} trials "
                 f"finished, the others continue from their last checkpoint")
     else:
-        for stale in ("trials", *(p.name for p in out.glob(f"{EXPERIMENT}*"))):
-            shutil.rmtree(out / stale, ignore_errors=True)
+        for stale in ("trials", CHANCE, *(p.name for p in out.glob(f"{EXPERIMENT}*"))):
+            if (out / stale).is_dir():
+                shutil.rmtree(out / stale)
+            elif (out / stale).exists():
+                (out / stale).unlink()
         done = []
     todo = [t for t in trials if t not in done]
     weights, gcfg, digests = _weights(Path(generators_dir), d.generators)
-    zreg = z_regressor(shards) if todo or d.baselines else None
+    zreg = z_regressor(shards)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = read_json(out / CHANCE, {})
+    k_closed = max(x["K"] for x in d.deformators) if d.baselines else 0
+    per_generator = ray.remote(num_cpus=1)(generator_scores)
+    jobs = {kind: per_generator.remote(kind, weights[kind], gcfg, digests[kind], zreg, d.chance_pool, k_closed,
+                                       str(out), saved.get(kind, {}))
+            for kind in sorted(weights)}
+    log(f"directions: {len(todo)} trials, and for {len(jobs)} generators the chance pool "
+        f"({d.chance_pool} random directions){' and the closed-form methods' if d.baselines else ''} beside them")
     if todo:
         settings = {"directions": d, "generators": gcfg, "digests": digests, "after_report": after_report,
                     "out": str(out)}
@@ -164,49 +176,47 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             if res.error and not finished(out, t):
                 log(f"directions: trial {t.name} failed: {str(res.error).splitlines()[0]}")
     if not all(finished(out, t) for t in trials):
+        for job in jobs.values():
+            ray.cancel(job)
         records = [record_of(out, t, d.gamma) for t in trials if finished(out, t)]
         log(f"directions: {len(trials) - len(records)} of {len(trials)} trials did not finish; "
             f"rerun with --resume to retry them (finished ones are kept)")
         return [r.to_dict() for r in records]
-    gens = {k: _generator_from_state(k, w, gcfg) for k, w in weights.items()}
-    limits = chance_limits(out, gens, zreg, d.chance_pool, log)
+    from raylatent.interpret.chance import ChanceLimits
+    from raylatent.interpret.labels import FACTORS
+
+    results = {kind: ray.get(job) for kind, job in jobs.items()}
+    limits = ChanceLimits({k: np.asarray(entry["scores"]) for k, (entry, _) in results.items()}, FACTORS)
     records: list[TrialRecord] = [record_of(out, t, d.gamma, limits(t.generator, t.K)) for t in trials]
-    if d.baselines:
-        log("directions: scoring the closed-form baselines (SeFa, GANSpace)")
-        records += closed_form_records(gens, digests, max(x["K"] for x in d.deformators), zreg, out, limits)
-    _save_thresholds(out, limits)
+    records += [r for _, closed in results.values() for r in closed]
+    for r in records:
+        if r.reconstructor == NO_RECONSTRUCTOR:
+            limits(r.generator, r.K)  # so chance.json lists the thresholds the closed-form rows were held to
+    write_json(out / CHANCE, {k: {**entry, "quantile": 0.95, "K": limits.table().get(k, {})}
+                              for k, (entry, _) in results.items()}, indent=1)
     rows = [r.to_dict() for r in sorted(records, key=lambda r: r.trial)]
     write_json(out / RESULTS, rows, indent=1)
     return rows
 
 
-def chance_limits(out: Path, generators: dict, zreg, pool: int, log=print):
-    """What chance reaches on each generator (interpret/chance.py): a pool of random unit
-    directions scored like a trial's, kept in out/chance.json with the thresholds asked of it, so a
-    resumed stage does not score the pool again."""
+def generator_scores(kind: str, state: dict, gcfg: dict, digest: str, zreg, pool: int, k_closed: int,
+                     out: str, saved: dict) -> tuple[dict, list[TrialRecord]]:
+    """Once per generator: what chance reaches on it (a pool of random unit directions scored like
+    a trial's, interpret/chance.py; reused from `saved` when it matches) and, with k_closed > 0,
+    the closed-form methods' records held to it. Runs as a Ray task beside the trials."""
+    from raylatent.discovery.closed_form import closed_form_records
     from raylatent.interpret.chance import ChanceLimits, pool_scores, score_matrix
     from raylatent.interpret.labels import FACTORS
 
-    saved = read_json(out / CHANCE, {})
-    pools = {}
-    for kind, G in sorted(generators.items()):
-        entry = saved.get(kind, {})
-        if entry.get("pool") != pool or entry.get("factors") != list(FACTORS) or "scores" not in entry:
-            log(f"directions: what chance reaches on {kind}: {pool} random directions scored like a trial's")
-            S = score_matrix(pool_scores(G, G.latent_dim, pool, zreg=zreg), FACTORS)
-            entry = {"pool": pool, "factors": list(FACTORS), "scores": np.round(S, 4).tolist()}
-            saved[kind] = entry
-            write_json(out / CHANCE, saved)
-        pools[kind] = np.asarray(entry["scores"], dtype=np.float64).reshape(pool, len(FACTORS))
-    return ChanceLimits(pools, FACTORS)
-
-
-def _save_thresholds(out: Path, limits) -> None:
-    saved = read_json(out / CHANCE, {})
-    for kind, by_K in limits.table().items():
-        saved.setdefault(kind, {})["quantile"] = 0.95
-        saved[kind]["K"] = by_K
-    write_json(out / CHANCE, saved, indent=1)
+    torch.set_num_threads(1)
+    G = _generator_from_state(kind, state, gcfg)
+    entry = saved
+    if entry.get("pool") != pool or entry.get("factors") != list(FACTORS) or "scores" not in entry:
+        S = score_matrix(pool_scores(G, G.latent_dim, pool, zreg=zreg), FACTORS)
+        entry = {"pool": pool, "factors": list(FACTORS), "scores": np.round(S, 4).tolist()}
+    limits = ChanceLimits({kind: np.asarray(entry["scores"])}, FACTORS)
+    closed = closed_form_records({kind: G}, {kind: digest}, k_closed, zreg, Path(out), limits) if k_closed else []
+    return entry, closed
 
 
 def _tune_name(tr) -> str:
