@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -46,17 +45,13 @@ MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above the paper's ne
 def _check_config(path: Path, record: dict, kind: str) -> None:
     """A checkpoint's configuration is validated and its network sized on the meta device (no
     memory) before anything is allocated: a file asking for an absurd width is refused."""
-    import dataclasses
-
-    from raylatent.config import ConfigError, GeneratorsConfig
+    from raylatent.config import ConfigError
     from raylatent.models import make_generator_from
 
     try:
-        cfg = json.loads(record["config"])
-        known = {f.name for f in dataclasses.fields(GeneratorsConfig)}
-        GeneratorsConfig(**{k: v for k, v in cfg.items() if k in known and k != "fid_weights"})
+        cfg = generators_config(json.loads(record["config"]))
         with torch.device("meta"):
-            n = sum(p.numel() for p in make_generator_from(kind, SimpleNamespace(**cfg)).parameters())
+            n = sum(p.numel() for p in make_generator_from(kind, cfg).parameters())
     except ConfigError as e:
         raise ConfigError(f"{path}: its configuration is invalid ({e}); delete {path.parent} and retrain") from None
     except (TypeError, ValueError, KeyError, AttributeError) as e:
@@ -67,11 +62,22 @@ def _check_config(path: Path, record: dict, kind: str) -> None:
                           f"not loading it")
 
 
+def generators_config(config: dict):
+    """A checkpoint's stored configuration as a validated GeneratorsConfig (keys this version does
+    not know are dropped; `fid_weights` names a file on the machine that trained it)."""
+    import dataclasses
+
+    from raylatent.config import GeneratorsConfig
+
+    known = {f.name for f in dataclasses.fields(GeneratorsConfig)} - {"fid_weights"}
+    return GeneratorsConfig(**{k: v for k, v in config.items() if k in known})
+
+
 def build_generator(kind: str, config: dict, state_dict: dict) -> nn.Module:
     """The whole model (the VAE with its encoder) from a generators configuration, in eval mode."""
     from raylatent.models import make_generator_from
 
-    model = make_generator_from(kind, SimpleNamespace(**config))
+    model = make_generator_from(kind, generators_config(config))
     model.load_state_dict(state_dict)
     return model.eval()
 
