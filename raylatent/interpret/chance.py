@@ -5,10 +5,12 @@ A direction's score for a factor is |rho| x purity when the labeller gives it th
 else 0 (labels.py: |rho| >= RHO_MIN and purity >= PURITY_MIN). The null is estimated once per
 generator: a seeded pool of random unit directions is scored exactly like a trial's, and the
 maximum over K of them is resampled (without replacement) `draws` times; the threshold is its
-95th percentile: the score the best of K random directions beats 5% of the time. The pool
-(`directions.chance_pool`, 256 by default) should be well above the largest K (100 in the paper's
-grids), or every resample contains the pool's own best and the threshold is simply that maximum
-(conservative); with K >= pool it is exactly that.
+95th percentile: the score the best of K random directions beats 5% of the time. The estimate is
+only as good as the pool (`directions.chance_pool`, 256 by default): it needs the single-direction
+quantile 0.95^(1/K) (0.9995 for K = 100), far beyond what a few hundred directions resolve, so the
+threshold comes out near the pool's own maximum and is too LOW, not conservative (smoke runs:
+random rows still "found" 0-4 factors with a pool of 256, 2-4 with 128). A tail model per factor is
+the planned fix; chance.json keeps the pool's raw scores so thresholds can be recomputed.
 """
 from __future__ import annotations
 
