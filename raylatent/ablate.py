@@ -35,6 +35,7 @@ class Plan:
         self.generators: Path | None = None
         self.directions: Path | None = None
         self.renders: Path | None = None  # the report's images, inside the directions folder
+        self.digests: dict[str, str] = {}  # generator weight digests (hashed once; the exports cite them)
 
     def resolve_generators(self, manifest: dict, log=print) -> Path:
         self.generators = keyed_folder(self.run_dir, "generators", {
@@ -45,9 +46,9 @@ class Plan:
     def resolve_directions(self, log=print) -> Path:
         from raylatent.models.export import WEIGHTS
 
-        digests = {k: file_digest(self.generators / k / WEIGHTS) for k in sorted(self.grid.directions.generators)}
+        self.digests = {k: file_digest(self.generators / k / WEIGHTS) for k in sorted(self.grid.directions.generators)}
         self.directions = keyed_folder(self.run_dir, "directions", {
-            "generators": digests, "settings": science("directions", self.grid.to_dict()["directions"]),
+            "generators": self.digests, "settings": science("directions", self.grid.to_dict()["directions"]),
             "code": DISCOVERY_VERSION}, log)
         return self.directions
 
@@ -186,7 +187,7 @@ def run_all(plan: Plan, args) -> int:
     with _stage(f"directions (Ray Tune, {len(grid.directions.trials())} trials)") as t:
         plan.resolve_directions()
         records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume,
-                                 shards=str(shards))
+                                 shards=str(shards), digests=plan.digests)
         if (plan.directions / RESULTS).exists():
             plan.renders = render_for_report(plan.generators, plan.directions, shards, grid.report.shifts,
                                              grid.report.z_direction)

@@ -10,6 +10,9 @@ REDUCED = [
     "directions.iterations=[{reconstructor: lenet, steps: 30}, {reconstructor: resnet, steps: 6}]",
     "directions.batch=8", "directions.eval_every=10", "directions.eval_n=32", "directions.cpus_per_trial=0.5",
     "directions.recon_width=0.5", "directions.chance_pool=24",
+    # the smoke grid's columns with the last one at K=16, not 100: the same cells and code paths,
+    # a sixth of the directions to label (labelling dominates these tests' time)
+    "directions.deformators=[{deformator: ortho, K: 32}, {deformator: proj, K: 32}, {deformator: proj, K: 16}]",
 ]
 
 

@@ -217,3 +217,9 @@ def test_a_brightness_direction_is_labelled_intensity_and_not_a_factor():
     rec = factor_recovery(scores)
     assert tuple(rec) == FACTORS and "intensity" not in rec
     assert not rec["size"]["found"] and not rec["thickness"]["found"]
+    # the labeller hands the regressor what attribute measurement already computed (calibrated HU,
+    # body, soft level): z must be exactly what the regressor reads from the images alone
+    from raylatent.interpret.labels import attributes_of
+
+    x = G(torch.randn(6, 7, generator=torch.Generator().manual_seed(1)) * 2)
+    np.testing.assert_array_equal(attributes_of(x, zreg)["z"], zreg.predict(x[:, 0].numpy()))

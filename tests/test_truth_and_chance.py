@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from raylatent.interpret.chance import calibrate, factor_score, pool_scores, thresholds
+from raylatent.interpret.chance import (LOW, best_of_K, calibrate, chance_limits, exceed_target, factor_score,
+                                        false_find_rates, labelled_rate, pool_scores, score_matrix, tail_limits,
+                                        thresholds)
 from raylatent.interpret.labels import FACTORS, factor_recovery, score_directions
 from raylatent.interpret.truth import RECOVERED, truth_scores
 
@@ -55,6 +57,43 @@ def test_the_threshold_is_the_95th_percentile_of_the_best_of_K():
     assert got["f0"]["found"] is False and got["f1"]["found"] is True and got["f0"]["chance"] == 0.95
 
 
+def _null_pool(n, p, rng, a=2.0, b=5.0):
+    """A scored pool as the labeller makes one: a share p of random directions labelled with the
+    factor, their scores LOW + (1 - LOW) Beta(a, b); the rest 0."""
+    lab = rng.uniform(size=n) < p
+    return np.where(lab, LOW + (1 - LOW) * rng.beta(a, b, size=n), 0.0)[:, None]
+
+
+@pytest.mark.parametrize("K", [32, 100])
+def test_the_false_find_rate_is_held_where_the_pool_maximum_does_not_hold_it(K):
+    """Thresholds from 256 pool directions, each checked against the best of K of 20,000 fresh
+    random directions from the same null: the bootstrapped tail model lets <= ~5% through on
+    average (and is not vacuous); resampling the pool's own best of K lets far more through."""
+    rng = np.random.default_rng(0)
+    rates = {"tail": [], "pool": []}
+    for _ in range(10):
+        fit, held = _null_pool(256, 0.08, rng), _null_pool(20_000, 0.08, rng)
+        for name, lim in (("tail", chance_limits(fit, ("f",), K, boot=60)),
+                          ("pool", best_of_K(fit, ("f",), K, draws=400))):
+            rates[name].append(false_find_rates(lim, held, ("f",), K, draws=300)["f"])
+    assert 0.002 <= np.mean(rates["tail"]) <= 0.07, rates
+    assert np.mean(rates["pool"]) > 1.5 * np.mean(rates["tail"]), rates
+
+
+def test_a_factor_no_random_direction_showed_still_needs_a_score_for_large_K():
+    """0 labelled of 256 does not mean a rate of 0: the rate's upper bound (3/n, the rule of three)
+    exceeds what K = 100 may allow, so the threshold comes from the shared shape, not 0; for
+    K = 1 the bound is below the target and any labelled direction beats chance."""
+    rng = np.random.default_rng(1)
+    S = np.concatenate([_null_pool(256, 0.1, rng), np.zeros((256, 1))], axis=1)
+    assert labelled_rate(0, 256, level=0.95) == pytest.approx(1 - 0.05 ** (1 / 256), rel=1e-6)  # ~3/256
+    assert labelled_rate(0, 256) == pytest.approx(1 - 0.5 ** (1 / 256), rel=1e-6)  # the default: ~the median
+    lim = tail_limits(S, ("seen", "unseen"), K=100, level=0.95)
+    assert LOW < lim["unseen"] < 1.0 and lim["seen"] > lim["unseen"] * 0.5
+    assert exceed_target(1) == pytest.approx(0.05)
+    assert tail_limits(S, ("seen", "unseen"), K=1, level=0.5)["unseen"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def phantom():
     from raylatent.models.phantom_gen import PhantomGenerator
@@ -67,7 +106,7 @@ def test_on_the_phantom_its_true_axes_beat_chance_and_random_directions_do_not(p
     """The calibration end to end on a generator whose truth is known: the eight true axes are
     found (bar the factors the attributes cannot see at 32²), K random directions are not."""
     K = len(FACTORS)
-    limits = thresholds(pool_scores(phantom, phantom.latent_dim, 48), FACTORS, K)
+    limits = chance_limits(score_matrix(pool_scores(phantom, phantom.latent_dim, 48), FACTORS), FACTORS, K)
 
     def found(A):
         scores = score_directions(phantom, torch.as_tensor(A, dtype=torch.float32))

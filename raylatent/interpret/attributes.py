@@ -227,16 +227,23 @@ def _thickness(hu: np.ndarray, body: np.ndarray, split: float, sp: float) -> flo
 
 def measure(hu: np.ndarray, fov_mm: float = 500.0) -> dict[str, float]:
     """All attributes of one slice (HU, square)."""
+    return _measure(hu, fov_mm)[0]
+
+
+def _measure(hu: np.ndarray, fov_mm: float = 500.0) -> tuple[dict[str, float], tuple | None]:
+    """(attributes, (air-calibrated HU, body mask, soft-tissue level) or None without a body): the
+    second is what the z regressor's features start from, so they are not computed twice."""
     n = hu.shape[0]
     sp = fov_mm / n
     body = body_mask(hu, fov_mm)
     out = {k: float("nan") for k in ATTRIBUTES}
     if body.sum() < 10:
-        return out
+        return out, None
     hu, body, off = air_calibrated(hu, body, fov_mm)  # the geometry as if there were no global shift
     if body.sum() < 10:
-        return out
-    out["intensity"] = soft_level(hu, body) + off  # the raw level: a global shift adds exactly itself
+        return out, None
+    level = soft_level(hu, body)
+    out["intensity"] = level + off  # the raw level: a global shift adds exactly itself
     var_w, var_h, angle, rc = _principal_axes(body)
     out["width"] = 4.0 * math.sqrt(var_w) * sp  # full axis of the equivalent ellipse
     out["height"] = 4.0 * math.sqrt(var_h) * sp
@@ -246,10 +253,12 @@ def measure(hu: np.ndarray, fov_mm: float = 500.0) -> dict[str, float]:
     out["thickness"] = _thickness(hu, body, SOFT_HU, sp)
     out["breast"] = _torso(hu, body, angle, rc, sp)
     out["lung_area"] = float(((hu < AIR_IN_BODY_HU) & body).sum()) * sp * sp / 100.0
-    return out
+    return out, (hu, body, level)
 
 
-def measure_batch(hu: np.ndarray, fov_mm: float = 500.0) -> dict[str, np.ndarray]:
-    """measure() over N x S x S images -> attribute -> (N,) array."""
-    rows = [measure(h, fov_mm) for h in np.asarray(hu)]
-    return {k: np.array([r[k] for r in rows]) for k in ATTRIBUTES}
+def measure_batch(hu: np.ndarray, fov_mm: float = 500.0, keep_prepared: bool = False):
+    """measure() over N x S x S images -> attribute -> (N,) array; with keep_prepared, also each
+    image's (calibrated HU, body, level) for `zposition.features(..., prepared=)`."""
+    res = [_measure(h, fov_mm) for h in np.asarray(hu)]
+    table = {k: np.array([r[0][k] for r in res]) for k in ATTRIBUTES}
+    return (table, [r[1] for r in res]) if keep_prepared else table

@@ -51,9 +51,9 @@ SIZE_BALANCE = 0.5    # size: the smaller relative change of width and height is
 def attributes_of(images: torch.Tensor, zreg=None, fov_mm: float = 500.0) -> dict[str, np.ndarray]:
     """All scored attributes (ATTRIBUTES) of [-1, 1] images (N x 1 x S x S)."""
     x = images[:, 0].detach().cpu().numpy() if images.ndim == 4 else np.asarray(images)
-    m = measure_batch(model_to_hu(x), fov_mm)
+    m, prepared = measure_batch(model_to_hu(x), fov_mm, keep_prepared=True)
     out = {k: m[v] for k, v in MEASURED.items()}
-    out["z"] = zreg.predict(x) if zreg is not None else m["lung_area"] * np.nan
+    out["z"] = zreg.predict(x, prepared if fov_mm == 500.0 else None) if zreg is not None else m["lung_area"] * np.nan
     return out
 
 

@@ -59,27 +59,33 @@ def _body_frame(body: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normalised_hu(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _normalised_hu(img: np.ndarray, prepared: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(HU of a model-space slice with its brightness undone, its body mask): background air back
     at -1000 HU, and the body's soft tissue back at SOFT_LEVEL_HU. z is anatomy; without this a
-    +75 HU brightening moved the predicted z by 0.2-0.26 (whole image) or 0.04-0.13 (body only)."""
-    hu = model_to_hu(img)
-    hu, body, _ = air_calibrated(hu, body_mask(hu))
-    dev = soft_level(hu, body) - SOFT_LEVEL_HU
+    +75 HU brightening moved the predicted z by 0.2-0.26 (whole image) or 0.04-0.13 (body only).
+    `prepared`: (air-calibrated HU, body, soft level) as attributes.measure_batch keeps them."""
+    if prepared is not None:
+        hu, body, level = prepared
+    else:
+        hu = model_to_hu(img)
+        hu, body, _ = air_calibrated(hu, body_mask(hu))
+        level = soft_level(hu, body)
+    dev = level - SOFT_LEVEL_HU
     if np.isfinite(dev):
         hu = np.where(ndimage.binary_dilation(body, iterations=1), hu - dev, hu)
     return hu, body
 
 
-def features(images, normalise: bool = True) -> np.ndarray:
+def features(images, normalise: bool = True, prepared: list | None = None) -> np.ndarray:
     """N x (FRAME^2 + bands) features of model-space slices (N x S x S or N x 1 x S x S);
-    normalise=False: the raw HU (the regressor before its brightness was undone, for comparison)."""
+    normalise=False: the raw HU (the regressor before its brightness was undone, for comparison).
+    `prepared`: per image what attributes.measure_batch(keep_prepared=True) kept (or None)."""
     x = np.asarray(images, dtype=np.float32)
     x = x[:, 0] if x.ndim == 4 else x
     thetas, bands, norm = [], [], []
-    for img in x:
+    for i, img in enumerate(x):
         if normalise:
-            hu, body = _normalised_hu(img)
+            hu, body = _normalised_hu(img, prepared[i] if prepared is not None else None)
         else:
             hu = model_to_hu(img)
             body = body_mask(hu)
@@ -129,7 +135,7 @@ class ZRegressor:
         p = [q.detach().numpy().copy() for q in net.parameters()]
         return cls(mean, std, p[0], p[1], p[2], p[3], normalise)
 
-    def predict(self, images) -> np.ndarray:
-        X = (features(images, self.normalise) - self.mean) / self.std
+    def predict(self, images, prepared: list | None = None) -> np.ndarray:
+        X = (features(images, self.normalise, prepared if self.normalise else None) - self.mean) / self.std
         h = np.maximum(X @ self.w1.T + self.b1, 0.0)
         return (h @ self.w2.T + self.b2)[:, 0].astype(np.float64)

@@ -98,25 +98,28 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
     run(disc, t.steps, eval_every=min(d.eval_every, t.steps), eval_n=d.eval_n, on_report=report)
 
 
-def _weights(generators_dir: Path, kinds) -> tuple[dict, dict, dict]:
-    """Every generator's weights (numpy, for the object store), its configuration and its digest."""
+def _weights(generators_dir: Path, kinds, digests: dict | None = None) -> tuple[dict, dict, dict]:
+    """Every generator's weights (numpy, for the object store), its configuration and its digest
+    (hashed here only when the caller has not already: a paper-scale checkpoint is a long read)."""
     from raylatent.models.export import WEIGHTS, read_generator
     from raylatent.stages import file_digest
 
-    weights, gcfg, digests = {}, None, {}
+    weights, gcfg, digests = {}, None, dict(digests or {})
     for kind in kinds:
         state = read_generator(generators_dir, kind)
         weights[kind] = {k: v.numpy() for k, v in state["model"].items()}
         gcfg = json.loads(state["config"])
-        digests[kind] = file_digest(generators_dir / kind / WEIGHTS)
+        if kind not in digests:
+            digests[kind] = file_digest(generators_dir / kind / WEIGHTS)
     return weights, gcfg, digests
 
 
 def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: str | os.PathLike,
                    resume: bool = True, after_report=None, shards: str | None = None,
-                   log=print) -> list[dict]:
+                   log=print, digests: dict[str, str] | None = None) -> list[dict]:
     """Run the trials under out/ (with `resume`, only those without a finished record, each from
-    its own last checkpoint); write out/results.json. `after_report(metrics, resumed)`, if given,
+    its own last checkpoint); write out/results.json. `digests`: the generators' weight digests
+    when the caller has them (ablate's Plan keys the stage folder by them), else they are hashed. `after_report(metrics, resumed)`, if given,
     runs in every trial after each report (it must be picklable). What each generator needs once
     (the chance pool, the closed-form methods) runs as Ray tasks beside the trials.
 
@@ -145,7 +148,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
                 (out / stale).unlink()
         done = []
     todo = [t for t in trials if t not in done]
-    weights, gcfg, digests = _weights(Path(generators_dir), d.generators)
+    weights, gcfg, digests = _weights(Path(generators_dir), d.generators, digests)
     zreg = z_regressor(shards)
     out.mkdir(parents=True, exist_ok=True)
     saved = read_json(out / CHANCE, {})
