@@ -38,7 +38,9 @@ def scored_pools(run: Path, pool: int, block: int, cache: Path, workers: int) ->
     nothing), seeds 1, 2, ... so no block repeats the run's own pool (seed 0)."""
     latest = json.loads((run / "latest.json").read_text())
     generators, shards = run / latest["stages"]["generators"], run / latest["stages"]["data"]
-    kinds = sorted(p.name for p in generators.iterdir() if p.is_dir())
+    from raylatent.models.export import WEIGHTS
+
+    kinds = sorted(p.parent.name for p in generators.glob(f"*/{WEIGHTS}"))
     cache.mkdir(parents=True, exist_ok=True)
     jobs = [(str(generators), str(shards), k, block, 1 + b) for k in kinds for b in range(-(-pool // block))]
     todo = [j for j in jobs if not (cache / f"{j[2]}-{j[4]}.npy").exists()]

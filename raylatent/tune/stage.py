@@ -215,8 +215,10 @@ def generator_scores(kind: str, state: dict, gcfg: dict, digest: str, zreg, pool
     G = _generator_from_state(kind, state, gcfg)
     entry = saved
     if entry.get("pool") != pool or entry.get("factors") != list(FACTORS) or "scores" not in entry:
+        t0 = time.time()
         S = score_matrix(pool_scores(G, G.latent_dim, pool, zreg=zreg), FACTORS)
-        entry = {"pool": pool, "factors": list(FACTORS), "scores": np.round(S, 4).tolist()}
+        entry = {"pool": pool, "factors": list(FACTORS), "scores": np.round(S, 4).tolist(),
+                 "wall_s": round(time.time() - t0, 1)}
     limits = ChanceLimits({kind: np.asarray(entry["scores"])}, FACTORS)
     closed = closed_form_records({kind: G}, {kind: digest}, k_closed, zreg, Path(out), limits) if k_closed else []
     return entry, closed
