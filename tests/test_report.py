@@ -43,7 +43,9 @@ def test_table1_holds_exactly_the_run_values(reports):
     mean = sum(rca) / 2
     row = next(line for line in text.splitlines() if line.startswith("| VAE LeNet (ours)"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3].startswith(f"{mean:.4f} ± 0.0071 (n=2)")
+    # mean ± std, then the 95% t interval of the mean (t_0.975 with 1 df = 12.7062), then n
+    half = 12.7062 * abs(rca[0] - rca[1]) / 2  # sd = |a - b| / sqrt(2); half-width = t sd / sqrt(2)
+    assert cells[3].startswith(f"{mean:.4f} ± 0.0071 [{mean - half:.3f}, {mean + half:.3f}] (n=2)"), cells[3]
     assert f"({mean - PAPER[('vae', 'lenet')][1][0]:+.3f})" in cells[3]
     paper_row = next(line for line in text.splitlines() if line.startswith("| VAE LeNet (paper)"))
     assert "0.9895" in paper_row and "0.0962" in paper_row
@@ -206,7 +208,8 @@ def test_table_has_chance_random_baseline_and_fid_reference(reports, tmp_path):
     chance = next(x for x in text.splitlines() if x.startswith("| chance (1/K)"))
     assert [c.strip() for c in chance.strip("|").split("|")][1:6:2] == ["0.0312", "0.0312", "0.0100"]
     rnd = next(x for x in text.splitlines() if x.startswith("| GAN random directions (A fixed)"))
-    assert f"{good('gan', 'lenet', 'random', 100, 0)[0] + 0.005:.4f} ± 0.0071 (n=2) (lenet)" in rnd
+    m, half = good('gan', 'lenet', 'random', 100, 0)[0] + 0.005, 12.7062 * 0.01 / 2  # seeds 0.01 apart
+    assert f"{m:.4f} ± 0.0071 [{m - half:.3f}, {m + half:.3f}] (n=2) (lenet)" in rnd
     assert "γ · mean |ε − ε̂| with γ = 0.25" in text
     assert "the paper's 33.4 is not comparable: this FID comes from the offline fallback" in text
     run = fake_run(tmp_path / "run", good, seeds=(0,), fid_network="inception-v3 (pytorch-fid, pool3 2048)")

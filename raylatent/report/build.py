@@ -46,7 +46,8 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     gamma = next((r["gamma"] for r in records if r.get("gamma") is not None), 0.25)
     md += ["## Table 1: RCA and shift loss Ls", "",
            "Held-out RCA and Ls (fresh latents, fixed seed) after the configured iterations; mean ± std "
-           "where a cell has several seeds, else the single run; in brackets the difference to the paper. "
+           "[95% t interval of the mean] (n seeds) where a cell has several seeds (`directions.seeds`), else "
+           "the single run; in brackets the difference to the paper. "
            f"Ls is the paper's: γ · mean |ε − ε̂| with γ = {gamma} (the shift term as the authors' trainer "
            "logged it); `results.json` keeps the plain mean absolute error as `shift_mae`. \"Unit Length\" "
            "and \"100 Directions\" are the authors' projective deformator (`proj`: a linear map with a bias, "

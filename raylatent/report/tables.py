@@ -39,8 +39,20 @@ def cell_stats(records: list[dict], gen: str, rec: str, defo: str, K: int) -> di
             "n": len(rows), "steps": sorted({r.get("iterations") for r in rows}, key=str)}
 
 
+def interval95(mean: float, sd: float, n: int) -> tuple[float, float]:
+    """The 95% t interval of a cell's mean over n seeds (replicates)."""
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
 def _fmt(mean: float, sd: float, n: int) -> str:
-    return f"{mean:.4f} ± {sd:.4f} (n={n})" if n > 1 else f"{mean:.4f}"
+    """One seed: the value; several: mean ± std, the 95% interval of the mean, and n."""
+    if n < 2:
+        return f"{mean:.4f}"
+    lo, hi = interval95(mean, sd, n)
+    return f"{mean:.4f} ± {sd:.4f} [{lo:.3f}, {hi:.3f}] (n={n})"
 
 
 def columns(records: list[dict]) -> list[tuple[str, int, str]]:
