@@ -108,26 +108,33 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
 
 
 # --------------------------------------------------------------------------- driver pieces
+_ISSUED: dict[tuple[str, str], str] = {}   # (experiment, trial id) -> name, in the driver process
+_NEXT: dict[str, int] = {}
+
+
 class _Names:
     """Tune trial names (and folder names): from the config where the driver chose it (random
-    search, the default), else the next number and the values' hash. Memoised per trial id
-    (Tune asks twice: the name and the folder); picklable, as Tune saves its settings."""
+    search), `search-default` for the grid's default, else the next number and the values' hash.
+    Tune copies this object into every trial's spec, so the counter and the memo (Tune asks twice
+    per trial: its name and its folder) live in this module, keyed by the experiment's folder."""
 
-    def __init__(self, start: int, default: dict | None):
-        self.next, self.default, self.given = start, default, {}
+    def __init__(self, key: str, start: int, default: dict | None):
+        self.key, self.default = key, default
+        _NEXT[key] = start
 
     def __call__(self, trial) -> str:
-        if trial.trial_id not in self.given:
+        memo = (self.key, trial.trial_id)
+        if memo not in _ISSUED:
             cfg = trial.config
             if "trial" in cfg:
                 name = cfg["trial"]["name"]
             elif self.default is not None and cfg == self.default:
                 name = DEFAULT_NAME
             else:
-                name = trial_name(self.next, cfg)
-                self.next += 1
-            self.given[trial.trial_id] = name
-        return self.given[trial.trial_id]
+                name = trial_name(_NEXT[self.key], cfg)
+                _NEXT[self.key] += 1
+            _ISSUED[memo] = name
+        return _ISSUED[memo]
 
 
 def _stopped_record(folder: Path) -> dict | None:
@@ -232,7 +239,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
         plan = [(DEFAULT_NAME, default)] + [(trial_name(i, p), p) for i, p in enumerate(s.random_samples())]
         todo = [{"name": n, "params": p} for n, p in plan if n not in done]
         param_space = {"trial": tune.grid_search(todo)}
-        names = _Names(0, None)
+        names = _Names(str(out), 0, None)
         tc.update(num_samples=1)
         log(f"search: random, {len(todo)} of {total} trials to run")
     else:
@@ -250,7 +257,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
         for p in stale:  # an unfinished TPE sample: the rebuilt searcher will not suggest it again
             shutil.rmtree(p)
         todo_n = s.n_trials() - told + (DEFAULT_NAME not in done)
-        names = _Names(max([int(n.split("-")[1]) + 1 for n in done if n != DEFAULT_NAME], default=0),
+        names = _Names(str(out), max([int(n.split("-")[1]) + 1 for n in done if n != DEFAULT_NAME], default=0),
                        default if DEFAULT_NAME not in done else None)
         tc.update(num_samples=todo_n, search_alg=_default_first(base, default if DEFAULT_NAME not in done else None))
         log(f"search: TPE (Optuna), told {told} finished trials, {todo_n} of {total} to run"
