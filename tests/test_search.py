@@ -245,15 +245,24 @@ def test_random_search_resume_reruns_only_unfinished(tpe_run, tiny_yaml):
     sdir = plan.resolve_search(log=lambda *a: None)
     records = sorted(sdir.glob("trials/*/record.json"))
     assert len(records) == grid.search.n_trials() + 1
-    victim = records[-1]
+    # two kinds of unfinished trial: the default killed after its last evaluation, before its
+    # record; a sample killed before anything but its parameters was written (rerun from zero)
+    default, sample = sdir / "trials" / "search-default", records[0].parent
+    old = json.loads((sample / "record.json").read_text())
     (sdir / "results.json").unlink()
-    victim.unlink()
-    before = {p.parent.name: p.stat().st_mtime_ns for p in records if p != victim}
+    (default / "record.json").unlink()
+    for p in sample.iterdir():
+        if p.name != "params.json":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    before = {p.parent.name: p.stat().st_mtime_ns for p in records if p.exists()}
     logs = []
     rows = run_search(plan.generators, grid, sdir, resume=True, log=logs.append)
     assert len(rows) == grid.search.n_trials() + 1
     assert any(f"{len(before)} of {len(records)} trials finished" in x for x in logs)
-    assert victim.exists()
+    assert (default / "record.json").exists()
+    new = json.loads((sample / "record.json").read_text())
+    assert new["params"] == old["params"]  # the same seeded sample, regenerated
+    assert new["matched_cos"] == pytest.approx(old["matched_cos"], abs=1e-6)  # and rerun to the same result
     for name, mtime in before.items():
         assert (sdir / "trials" / name / "record.json").stat().st_mtime_ns == mtime, f"{name} was rerun"
 

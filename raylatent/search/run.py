@@ -80,7 +80,18 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
     def arrays(disc) -> dict:
         return {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
 
-    for target in [s for s in targets if s > (curve[-1]["step"] if curve else 0)]:
+    def finish(metrics: dict) -> None:
+        """The record last: its presence means the trial finished."""
+        write_json(folder / RECORD, {"trial": name, "params": params, **metrics, "steps": last,
+                                     "evaluations": len(curve), "stopped_early": False,
+                                     "replicates": [t.name for t, *_ in reps]})
+
+    remaining = [s for s in targets if s > (curve[-1]["step"] if curve else 0)]
+    if not remaining and curve:  # killed after its last evaluation, before its record
+        finish(curve[-1])
+        tune.report(curve[-1])
+        return
+    for target in remaining:
         per = []
         for t, disc, sub, tr in reps:
             while disc.step_count < min(target, t.steps):
@@ -100,10 +111,8 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
                    "wall_s": round(time.time() - t0, 2)}
         curve.append(metrics)
         write_json(folder / CURVE, curve)  # before the report: a kill in between re-evaluates, never skips
-        if target == last:  # the record last: its presence means the trial finished
-            write_json(folder / RECORD, {"trial": name, "params": params, **metrics, "steps": last,
-                                         "evaluations": len(curve), "stopped_early": False,
-                                         "replicates": [t.name for t, *_ in reps]})
+        if target == last:
+            finish(metrics)
         tune.report(metrics)
 
 
