@@ -302,6 +302,7 @@ def test_killed_tpe_search_resumes_without_repeating_finished_trials(tpe_run, ti
         proc.wait()
     assert finished_before, "no two trials finished before the search ended or timed out"
     finished_before = {p.parent.name: p.stat().st_mtime_ns for p in run.glob("search/*/trials/*/record.json")}
+    assert len(finished_before) < total, "the search finished before it could be interrupted"
     told = len([n for n in finished_before if n != "search-default"])
     # a run directory handed over by someone else: Tune's pickles planted with code that leaves a
     # marker when unpickled; resuming must never unpickle them
