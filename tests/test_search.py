@@ -328,3 +328,34 @@ class Evil:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def test_dry_run_prints_space_trials_and_asha_costs(tiny_yaml, capsys):
+    from raylatent.ablate import main
+    from raylatent.search.dryrun import asha_evaluations, search_costs
+
+    over = ["search.scheduler=asha", "search.reduction_factor=2", "search.num_samples=5"]
+    assert main(["--grid", str(tiny_yaml), "--dry-run", *_sets(over)]) == 0
+    out = capsys.readouterr().out
+    grid = load_grid(str(tiny_yaml), over)
+    c = search_costs(grid)
+    n = grid.search.n_trials() + 1
+    assert c["trials"] == n == 6
+    steps = grid.directions.steps_for("phantom", "lenet", 8)
+    assert c["worst_steps"] == n * steps
+    assert c["best_steps"] == asha_evaluations(n, c["evaluations"], 1, 2) * grid.directions.eval_every
+    assert c["best_steps"] < c["worst_steps"]
+    for name, spec in grid.search.directions.items():
+        assert f"directions.{name}: {next(iter(spec))}" in out
+    assert f"{n} trials" in out and f"{c['worst_steps']:,} trial-steps" in out and f"{c['best_steps']:,} trial-steps" in out
+
+
+def test_generators_search_is_validated_but_refused_at_run(tiny_yaml, tmp_path):
+    from raylatent.search.run import run_search
+
+    with pytest.raises(ConfigError, match="search.generators.num_workers: not searchable"):
+        load_grid(str(tiny_yaml), ["search.generators={num_workers: {randint: [1, 3]}}"])
+    grid = load_grid(str(tiny_yaml), ["search.generators={lr_gan: {loguniform: [1.0e-4, 1.0e-3]}}"])
+    with pytest.raises(ConfigError, match="not supported yet") as e:
+        run_search(tmp_path, grid, tmp_path / "out")
+    assert "\n" not in str(e.value) and not (tmp_path / "out").exists()
