@@ -53,7 +53,9 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
     params = dict(config["trial"]["params"]) if "trial" in config else dict(config)
     name = tune.get_context().get_trial_name()
     d = dataclasses.replace(settings["directions"], **params)  # validates the sample like a grid value
-    torch.set_num_threads(max(1, int(d.cpus_per_trial)))
+    cuda = torch.cuda.is_available() and d.gpus_per_trial > 0
+    if not cuda:
+        torch.set_num_threads(max(1, int(d.cpus_per_trial)))
     folder = Path(settings["out"]) / "trials" / name
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / PARAMS, {"trial": name, "params": params})
@@ -65,7 +67,7 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
                               recon_width=d.width_for(t.reconstructor), batch=d.batch, gamma=d.gamma,
                               lr=d.lr_for(t.reconstructor), lr_directions=d.lr_directions or None,
                               shift_scale=d.shift_scale, min_shift=d.min_shift, seed=t.seed)
-        disc = Discovery(G, cfg)
+        disc = Discovery(G, cfg, device="cuda" if cuda else "cpu", amp=cuda)
         sub = folder / t.name
         load_checkpoint(disc, sub)  # resume from our own weights-only checkpoint, never Tune's pickles
         reps.append((t, disc, sub, truth_of(t.generator, G)))
