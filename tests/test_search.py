@@ -359,3 +359,13 @@ def test_generators_search_is_validated_but_refused_at_run(tiny_yaml, tmp_path):
     with pytest.raises(ConfigError, match="not supported yet") as e:
         run_search(tmp_path, grid, tmp_path / "out")
     assert "\n" not in str(e.value) and not (tmp_path / "out").exists()
+
+
+def test_tpe_without_optuna_is_a_one_line_error(tiny_yaml, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"raylatent\[search\]"):
+        load_grid(str(tiny_yaml))
+    load_grid(str(tiny_yaml), ["search.algorithm=random"])  # random search needs nothing more

@@ -178,6 +178,11 @@ class SearchConfig:
                               f"for {self.metric})")
         if self.algorithm not in ("random", "tpe"):
             raise ConfigError(f"search.algorithm {self.algorithm!r}: random or tpe")
+        if self.algorithm == "tpe":
+            import importlib.util
+
+            if importlib.util.find_spec("optuna") is None:
+                raise ConfigError("search.algorithm tpe: needs Optuna (pip install 'raylatent[search]'), or use random")
         if self.scheduler not in ("none", "asha"):
             raise ConfigError(f"search.scheduler {self.scheduler!r}: none or asha")
         if self.algorithm == "tpe" and any(s.dist == "grid" for s in self._specs):
