@@ -61,7 +61,15 @@ def dry_run_search(plan, cap_batch: int = 16, log=print) -> dict:
         + (f", at most {s.max_concurrent} at once" if s.max_concurrent else ""))
     log("4. report     SEARCH.md: best vs default, trials sorted by the metric, metric vs each parameter")
     log("\ncalibrating at the grid's default batch (a few timed steps per replicate) ...")
-    per_step = sum(calibrate_discovery(grid, t, cap_batch) * t.steps for t in reps) / max(1, sum(t.steps for t in reps))
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(d.cpus_per_trial)))  # as a trial runs (search/run.py)
+    # the first calls run several times slower (allocation, lazy init: 1.7 vs 0.07 s/step measured on
+    # the phantom generator), so each replicate takes the best of three calibrations
+    per_step = sum(min(calibrate_discovery(grid, t, cap_batch) for _ in range(3)) * t.steps
+                   for t in reps) / max(1, sum(t.steps for t in reps))
+    torch.set_num_threads(threads)
     worst_h, best_h = c["worst_steps"] * per_step / 3600, c["best_steps"] * per_step / 3600
     log(f"cost: worst case (no trial stopped) {c['worst_steps']:,} trial-steps ~ {worst_h:.2f} device-hours; "
         f"best case ({'ASHA keeps the top 1/' + str(s.reduction_factor) + ' at each rung' if s.scheduler == 'asha' else 'no scheduler: the same'}) "
