@@ -211,10 +211,11 @@ def test_figure_has_one_panel_per_parameter(tmp_path):
 def test_asha_stops_the_clearly_worse_arm(tpe_run, tiny_yaml):
     """lr 1e-9 learns nothing (RCA at chance) beside lr 1e-2; trials run one at a time so the
     bad arm reaches its first rung after the default (lr 1e-2) recorded a value there."""
-    from raylatent.search.space import max_evaluations
+    from raylatent.search.space import cells, max_evaluations
 
     root, _ = tpe_run
-    over = ["search.algorithm=random", "search.directions={lr: {grid: [1.0e-9, 1.0e-2]}}", "search.num_samples=1",
+    over = ["directions.seeds=[0, 1]",  # two replicates per trial: the metric is their mean
+            "search.algorithm=random", "search.directions={lr: {grid: [1.0e-9, 1.0e-2]}}", "search.num_samples=1",
             "search.metric=rca", "search.scheduler=asha", "search.grace_period=1", "search.reduction_factor=2",
             "search.max_concurrent=1"]
     assert _ablate(tiny_yaml, root / "run", root / "rep-asha", over) == 0
@@ -225,6 +226,15 @@ def test_asha_stops_the_clearly_worse_arm(tpe_run, tiny_yaml):
     assert bad and all(r["stopped_early"] is True for r in bad)
     assert all(r["evaluations"] < max_evaluations(grid) for r in bad)
     assert any(r["stopped_early"] is False for r in rows)  # the good arm ran to the end
+    # seeds as replicates: each trial ran every seed, and its metric is their mean
+    sdir = next(p for p in (root / "run" / "search").iterdir() if (p / "trials" / bad[0]["trial"]).exists())
+    reps = [t.name for t in cells(grid)]
+    assert len(reps) == 2
+    for r in rows:
+        curve = json.loads((sdir / "trials" / r["trial"] / "curve.json").read_text())
+        assert sorted(curve[-1]["replicates"]) == sorted(reps)
+        assert r["rca"] == pytest.approx(sum(v["rca"] for v in curve[-1]["replicates"].values()) / len(reps))
+        assert all((sdir / "trials" / r["trial"] / n / "directions.npz").exists() for n in reps)
     md = (root / "rep-asha" / "SEARCH.md").read_text()
     assert f"{len([r for r in rows if r['stopped_early']])} stopped early" in md
 

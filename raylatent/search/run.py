@@ -90,8 +90,9 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
 
     remaining = [s for s in targets if s > (curve[-1]["step"] if curve else 0)]
     if not remaining and curve:  # killed after its last evaluation, before its record
-        finish(curve[-1])
-        tune.report(curve[-1])
+        metrics = {k: v for k, v in curve[-1].items() if k != "replicates"}
+        finish(metrics)
+        tune.report(metrics)
         return
     for target in remaining:
         per = []
@@ -111,7 +112,7 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
         keys = REPORTED + (TRUTH_METRICS if truth else ())
         metrics = {"step": target, **{k: float(np.mean([m[k] for m in per])) for k in keys},
                    "wall_s": round(time.time() - t0, 2)}
-        curve.append(metrics)
+        curve.append({**metrics, "replicates": {t.name: {k: m[k] for k in keys} for (t, *_), m in zip(reps, per)}})
         write_json(folder / CURVE, curve)  # before the report: a kill in between re-evaluates, never skips
         if target == last:
             finish(metrics)
@@ -153,8 +154,8 @@ def _stopped_record(folder: Path) -> dict | None:
     curve, p = read_json(folder / CURVE, []), read_json(folder / PARAMS)
     if not curve or p is None:
         return None
-    return {"trial": p["trial"], "params": p["params"], **curve[-1], "evaluations": len(curve),
-            "stopped_early": True}
+    last = {k: v for k, v in curve[-1].items() if k != "replicates"}
+    return {"trial": p["trial"], "params": p["params"], **last, "evaluations": len(curve), "stopped_early": True}
 
 
 def _callback(out: Path):
