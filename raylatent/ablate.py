@@ -36,6 +36,7 @@ class Plan:
         self.directions: Path | None = None
         self.renders: Path | None = None  # the report's images, inside the directions folder
         self.digests: dict[str, str] = {}  # generator weight digests (hashed once; the exports cite them)
+        self.search: Path | None = None   # a grid with a `search:` section: the search stage's folder
 
     def resolve_generators(self, manifest: dict, log=print) -> Path:
         self.generators = keyed_folder(self.run_dir, "generators", {
@@ -43,14 +44,25 @@ class Plan:
             "code": GENERATORS_VERSION}, log)
         return self.generators
 
-    def resolve_directions(self, log=print) -> Path:
+    def _digests(self) -> dict[str, str]:
         from raylatent.models.export import WEIGHTS
 
-        self.digests = {k: file_digest(self.generators / k / WEIGHTS) for k in sorted(self.grid.directions.generators)}
+        if not self.digests:
+            self.digests = {k: file_digest(self.generators / k / WEIGHTS) for k in sorted(self.grid.directions.generators)}
+        return self.digests
+
+    def resolve_directions(self, log=print) -> Path:
+        self._digests()
         self.directions = keyed_folder(self.run_dir, "directions", {
             "generators": self.digests, "settings": science("directions", self.grid.to_dict()["directions"]),
             "code": DISCOVERY_VERSION}, log)
         return self.directions
+
+    def resolve_search(self, log=print) -> Path:
+        from raylatent.search.run import search_key_inputs
+
+        self.search = keyed_folder(self.run_dir, "search", search_key_inputs(self.grid, self._digests()), log)
+        return self.search
 
 
 def _stage(name: str, log=print):
@@ -184,6 +196,8 @@ def run_all(plan: Plan, args) -> int:
         plan.resolve_generators(load_manifest(shards))
         run_generators(shards, grid.generators, plan.generators)
     times["generators"] = t.s
+    if grid.search is not None:  # a search grid: the search stage and its report instead of the grid's
+        return run_search_stage(plan, args, times)
     with _stage(f"directions (Ray Tune, {len(grid.directions.trials())} trials)") as t:
         plan.resolve_directions()
         records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume,
@@ -203,6 +217,25 @@ def run_all(plan: Plan, args) -> int:
         _record_times(plan, times)
         build_report(plan.run_dir, plan.report_dir, grid_name=grid.name)
     print(f"\nreport: {plan.report_dir / 'REPORT.md'}  ({len(records)} trials)")
+    return 0
+
+
+def run_search_stage(plan: Plan, args, times: dict) -> int:
+    from raylatent.discovery.records import RESULTS
+    from raylatent.report.search import build_search_report
+    from raylatent.search.run import run_search
+
+    s = plan.grid.search
+    with _stage(f"search (Ray Tune, {s.algorithm}, {s.n_trials()} samples + the default, scheduler {s.scheduler})") as t:
+        plan.resolve_search()
+        run_search(plan.generators, plan.grid, plan.search, resume=args.resume, digests=plan.digests)
+    times["search"] = t.s
+    if not (plan.search / RESULTS).exists():
+        return 1
+    with _stage("search report") as t:
+        path = build_search_report(plan.search, plan.report_dir, grid_name=plan.grid.name)
+        _record_times(plan, times)
+    print(f"\nsearch report: {path}")
     return 0
 
 

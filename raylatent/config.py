@@ -333,6 +333,7 @@ class Grid:
     generators: GeneratorsConfig = field(default_factory=GeneratorsConfig)
     directions: DirectionsConfig = field(default_factory=DirectionsConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    search: object = None        # a raylatent.search.space.SearchConfig, or None: no search (a plain grid)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.name, str) and GRID_NAME.fullmatch(self.name) and ".." not in self.name):
@@ -354,6 +355,8 @@ class Grid:
             if method_of(d["deformator"]).needs_K_equal_d and d["K"] != self.generators.latent_dim:
                 raise ConfigError(f"directions.deformators: {d['deformator']} with K={d['K']} (its directions "
                                   f"need K = latent_dim = {self.generators.latent_dim})")
+        if self.search is not None:
+            self.search.check(self)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))

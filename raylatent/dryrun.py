@@ -48,6 +48,10 @@ def calibrate_training(grid, kind: str, cap_batch: int) -> float:
 
 def dry_run(plan, cap_batch: int = 16, log=print) -> dict:
     grid = plan.grid
+    if grid.search is not None:  # a search grid: its space, trial count and the scheduler's cost
+        from raylatent.search.dryrun import dry_run_search
+
+        return dry_run_search(plan, cap_batch, log)
     trials = grid.directions.trials()
     d, g = grid.directions, grid.generators
     log(f"grid {grid.name}: run dir {plan.run_dir}, report {plan.report_dir}")

@@ -79,13 +79,17 @@ def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
             raise ConfigError(f"--set {ov}: expected key=value, e.g. directions.seeds=[0,1]")
         k, v = ov.split("=", 1)
         _set(tree, k.strip(), v)
-    unknown = sorted(set(tree) - set(_SECTIONS) - {"name"})
+    unknown = sorted(set(tree) - set(_SECTIONS) - {"name", "search"})
     if unknown:
-        raise ConfigError(f"{p}: unknown section {unknown[0]!r} (known: name, {', '.join(_SECTIONS)})")
+        raise ConfigError(f"{p}: unknown section {unknown[0]!r} (known: name, {', '.join(_SECTIONS)}, search)")
     data = _build(DataConfig, tree.get("data", {}) or {}, "data")
     gen_tree = dict(tree.get("generators", {}) or {})
     gen_tree.setdefault("size", data.size)
     sections = {"data": data, "generators": _build(GeneratorsConfig, gen_tree, "generators")}
     for name in ("directions", "report"):
         sections[name] = _build(_SECTIONS[name], tree.get(name, {}) or {}, name)
+    if tree.get("search") is not None:  # optional: a grid without it is a plain grid
+        from raylatent.search.space import SearchConfig
+
+        sections["search"] = _build(SearchConfig, tree["search"], "search")
     return Grid(name=str(tree.get("name", p.stem)), **sections)

@@ -1,0 +1,331 @@
+"""The search stage: Ray Tune samples discovery settings, runs each sample on the grid's cells,
+and (with ASHA) stops the clearly worse ones at the evaluations every trial reports.
+
+One Tune trial = one sample of the searched `directions` fields, applied to every learned cell x
+seed of the grid (its replicates, stepped in lockstep); every `eval_every` steps it reports the
+replicates' mean held-out `rca`, `ls`, `shift_mae` and, where every generator knows its true
+directions, the ground-truth `matched_cos` (mean Hungarian-matched |cos|) and `axes_recovered`
+(milliseconds: they need only the direction matrix and the true axes), so ASHA can act on any of
+them. A trial keeps its state in `trials/<name>/` (params.json, curve.json, per replicate a
+weights-only checkpoint and its directions) and writes `record.json` last; a trial ASHA stopped
+gets its record (marked `stopped_early`) from a driver callback the moment it stops.
+
+Resume never restores Tune's pickles: random search regenerates its seeded samples and runs the
+ones without a record (each from its own checkpoints); TPE is rebuilt and told every finished
+trial's values and metric (`OptunaSearch.add_evaluated_point`), then samples the rest.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raylatent.config import ConfigError
+from raylatent.discovery.records import CURVE, DIRECTIONS, RECORD, RESULTS, Trial, read_json, write_json
+from raylatent.search.space import (DEFAULT_NAME, REPORTED, TRUTH_METRICS, cells, max_evaluations,
+                                    trial_name)
+
+SEARCH_VERSION = 1
+EXPERIMENT = "tune"
+PARAMS = "params.json"
+BEST = "best.json"
+
+
+# --------------------------------------------------------------------------- the trainable
+def search_trainable(config: dict, weights: dict | None = None, settings: dict | None = None) -> None:
+    """One sample on every replicate, reporting the replicates' means to Tune at each evaluation."""
+    from ray import tune
+
+    from raylatent.discovery.evaluate import evaluate
+    from raylatent.discovery.export import save_directions
+    from raylatent.discovery.runner import load_checkpoint, save_checkpoint
+    from raylatent.discovery.step import Discovery, DiscoveryConfig
+    from raylatent.interpret.reading import truth_of
+    from raylatent.interpret.truth import truth_scores
+    from raylatent.tune.stage import _generator_from_state
+
+    params = dict(config["trial"]["params"]) if "trial" in config else dict(config)
+    name = tune.get_context().get_trial_name()
+    d = dataclasses.replace(settings["directions"], **params)  # validates the sample like a grid value
+    cuda = torch.cuda.is_available() and d.gpus_per_trial > 0
+    if not cuda:
+        torch.set_num_threads(max(1, int(d.cpus_per_trial)))
+    folder = Path(settings["out"]) / "trials" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / PARAMS, {"trial": name, "params": params})
+    reps = []
+    for td in settings["cells"]:
+        t = Trial.from_dict(td)
+        G = _generator_from_state(t.generator, weights[t.generator], settings["generators"])
+        cfg = DiscoveryConfig(K=t.K, deformator=t.deformator, reconstructor=t.reconstructor,
+                              recon_width=d.width_for(t.reconstructor), batch=d.batch, gamma=d.gamma,
+                              lr=d.lr_for(t.reconstructor), lr_directions=d.lr_directions or None,
+                              shift_scale=d.shift_scale, min_shift=d.min_shift, seed=t.seed)
+        disc = Discovery(G, cfg, device="cuda" if cuda else "cpu", amp=cuda)
+        sub = folder / t.name
+        load_checkpoint(disc, sub)  # resume from our own weights-only checkpoint, never Tune's pickles
+        reps.append((t, disc, sub, truth_of(t.generator, G)))
+    truth = all(r[3] is not None for r in reps)
+    last = max(t.steps for t, *_ in reps)
+    every = min(d.eval_every, last)
+    targets = sorted({*range(every, last + 1, every), last})
+    done = min(disc.step_count for _, disc, *_ in reps)
+    curve = [c for c in read_json(folder / CURVE, []) if c["step"] <= done]
+    t0 = time.time() - (curve[-1]["wall_s"] if curve else 0.0)
+
+    def arrays(disc) -> dict:
+        return {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
+
+    def finish(metrics: dict) -> None:
+        """The record last: its presence means the trial finished."""
+        write_json(folder / RECORD, {"trial": name, "params": params, **metrics, "steps": last,
+                                     "evaluations": len(curve), "stopped_early": False,
+                                     "replicates": [t.name for t, *_ in reps]})
+
+    remaining = [s for s in targets if s > (curve[-1]["step"] if curve else 0)]
+    if not remaining and curve:  # killed after its last evaluation, before its record
+        metrics = {k: v for k, v in curve[-1].items() if k != "replicates"}
+        finish(metrics)
+        tune.report(metrics)
+        return
+    for target in remaining:
+        per = []
+        for t, disc, sub, tr in reps:
+            while disc.step_count < min(target, t.steps):
+                disc.step()
+            m = evaluate(disc, n=d.eval_n)
+            if tr is not None:
+                M, factors = tr
+                A = arrays(disc)["A"].numpy()
+                ts = truth_scores(A, torch.as_tensor(M).detach().cpu().numpy(), tuple(factors))
+                m["matched_cos"] = float(np.mean(list(ts["matched_cos"].values())))
+                m["axes_recovered"] = float(ts["axes_recovered"])
+            save_directions(sub / DIRECTIONS, arrays(disc), {**disc.cfg.to_dict(), **t.to_dict()})
+            save_checkpoint(disc, sub)
+            per.append(m)
+        keys = REPORTED + (TRUTH_METRICS if truth else ())
+        metrics = {"step": target, **{k: float(np.mean([m[k] for m in per])) for k in keys},
+                   "wall_s": round(time.time() - t0, 2)}
+        curve.append({**metrics, "replicates": {t.name: {k: m[k] for k in keys} for (t, *_), m in zip(reps, per)}})
+        write_json(folder / CURVE, curve)  # before the report: a kill in between re-evaluates, never skips
+        if target == last:
+            finish(metrics)
+        tune.report(metrics)
+
+
+# --------------------------------------------------------------------------- driver pieces
+_ISSUED: dict[tuple[str, str], str] = {}   # (experiment, trial id) -> name, in the driver process
+_NEXT: dict[str, int] = {}
+
+
+class _Names:
+    """Tune trial names (and folder names): from the config where the driver chose it (random
+    search), `search-default` for the grid's default, else the next number and the values' hash.
+    Tune copies this object into every trial's spec, so the counter and the memo (Tune asks twice
+    per trial: its name and its folder) live in this module, keyed by the experiment's folder."""
+
+    def __init__(self, key: str, start: int, default: dict | None):
+        self.key, self.default = key, default
+        _NEXT[key] = start
+
+    def __call__(self, trial) -> str:
+        memo = (self.key, trial.trial_id)
+        if memo not in _ISSUED:
+            cfg = trial.config
+            if "trial" in cfg:
+                name = cfg["trial"]["name"]
+            elif self.default is not None and cfg == self.default:
+                name = DEFAULT_NAME
+            else:
+                name = trial_name(_NEXT[self.key], cfg)
+                _NEXT[self.key] += 1
+            _ISSUED[memo] = name
+        return _ISSUED[memo]
+
+
+def _stopped_record(folder: Path) -> dict | None:
+    """A trial the scheduler stopped: its record from its own last evaluation."""
+    curve, p = read_json(folder / CURVE, []), read_json(folder / PARAMS)
+    if not curve or p is None:
+        return None
+    last = {k: v for k, v in curve[-1].items() if k != "replicates"}
+    return {"trial": p["trial"], "params": p["params"], **last, "evaluations": len(curve), "stopped_early": True}
+
+
+def _callback(out: Path):
+    from ray.tune import Callback
+
+    class StoppedEarly(Callback):
+        """Writes the record of a trial the scheduler stopped as soon as it stops (a trial that
+        ran to the end wrote its own), so a driver killed later does not run it again."""
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            folder = out / "trials" / str(trial)
+            if not (folder / RECORD).exists():
+                rec = _stopped_record(folder)
+                if rec is not None:
+                    write_json(folder / RECORD, rec)
+
+    return StoppedEarly()
+
+
+def _default_first(searcher, default: dict | None):
+    """The grid's default configuration as the first trial, outside the searcher's history (it
+    may lie outside the searched ranges, which Optuna would reject)."""
+    from ray.tune.search import Searcher
+
+    class DefaultFirst(Searcher):
+        def __init__(self):
+            super().__init__(metric=searcher.metric, mode=searcher.mode)
+            self.default_id = None
+
+        def set_search_properties(self, metric, mode, config, **spec):
+            return searcher.set_search_properties(metric, mode, config, **spec)
+
+        def suggest(self, trial_id):
+            if default is not None and self.default_id is None:
+                self.default_id = trial_id
+                return dict(default)
+            return searcher.suggest(trial_id)
+
+        def on_trial_result(self, trial_id, result):
+            if trial_id != self.default_id:
+                searcher.on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if trial_id != self.default_id:
+                searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    return DefaultFirst()
+
+
+def finished_records(out: Path) -> dict[str, dict]:
+    return {p.parent.name: r for p in sorted((out / "trials").glob(f"*/{RECORD}"))
+            if (r := read_json(p)) is not None}
+
+
+def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, resume: bool = True,
+               log=print, digests: dict[str, str] | None = None) -> list[dict]:
+    """Run the search under out/ and write out/results.json (every trial, best first) and
+    out/best.json (the best configuration beside the grid's default). With `resume`, finished
+    trials are kept and the searcher is told about them; without it, a stale partial run is
+    cleared first."""
+    from ray import tune
+
+    from raylatent.tune.stage import _weights
+
+    s, d = grid.search, grid.directions
+    if s.generators:
+        raise ConfigError(f"search.generators: searching {', '.join(s.generators)} is validated but not supported "
+                          f"yet (each sample would train its own generators); search directions fields only")
+    out = Path(out).resolve()
+    if (out / RESULTS).exists():
+        log(f"search: {out / RESULTS} exists; skipping")
+        return json.loads((out / RESULTS).read_text())
+    if not resume:
+        for stale in ("trials", *(p.name for p in out.glob(f"{EXPERIMENT}*"))):
+            if (out / stale).exists():
+                shutil.rmtree(out / stale)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "search.json", s.to_dict(), indent=1)
+    default = s.default_params(grid)
+    done = finished_records(out)
+    total = s.n_trials() + 1
+    if done:
+        log(f"search: resuming at {out}: {len(done)} of {total} trials finished (kept, not rerun)")
+    weights, gcfg, digests = _weights(Path(generators_dir), d.generators, digests)
+    reps = cells(grid)
+    settings = {"directions": d, "generators": gcfg, "out": str(out), "cells": [t.to_dict() for t in reps]}
+    trainable = tune.with_resources(tune.with_parameters(search_trainable, weights=weights, settings=settings),
+                                    {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
+    tc = {"metric": s.metric, "mode": s.mode, "reuse_actors": False,
+          "max_concurrent_trials": s.max_concurrent or None}
+    param_space = None
+    if s.algorithm == "random":
+        plan = [(DEFAULT_NAME, default)] + [(trial_name(i, p), p) for i, p in enumerate(s.random_samples())]
+        todo = [{"name": n, "params": p} for n, p in plan if n not in done]
+        param_space = {"trial": tune.grid_search(todo)}
+        names = _Names(str(out), 0, None)
+        tc.update(num_samples=1)
+        log(f"search: random, {len(todo)} of {total} trials to run")
+    else:
+        from ray.tune.search.optuna import OptunaSearch
+
+        base = OptunaSearch(space={x.name: x.to_tune() for x in s.specs_of("directions")}, metric=s.metric,
+                            mode=s.mode, seed=s.seed)
+        told = 0
+        for name, r in done.items():
+            if name == DEFAULT_NAME:
+                continue
+            base.add_evaluated_point(r["params"], r[s.metric])
+            told += 1
+        stale = [p for p in (out / "trials").glob("*") if p.is_dir() and p.name not in done and p.name != DEFAULT_NAME]
+        for p in stale:  # an unfinished TPE sample: the rebuilt searcher will not suggest it again
+            shutil.rmtree(p)
+        todo_n = s.n_trials() - told + (DEFAULT_NAME not in done)
+        names = _Names(str(out), max([int(n.split("-")[1]) + 1 for n in done if n != DEFAULT_NAME], default=0),
+                       default if DEFAULT_NAME not in done else None)
+        tc.update(num_samples=todo_n, search_alg=_default_first(base, default if DEFAULT_NAME not in done else None))
+        log(f"search: TPE (Optuna), told {told} finished trials, {todo_n} of {total} to run"
+            + (f", {len(stale)} unfinished samples dropped" if stale else ""))
+        todo = list(range(todo_n))
+    if s.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        tc["scheduler"] = ASHAScheduler(time_attr="training_iteration", max_t=max_evaluations(grid),
+                                        grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    if todo:
+        name = EXPERIMENT if not (out / EXPERIMENT).exists() else f"{EXPERIMENT}-{time.strftime('%Y%m%d-%H%M%S')}"
+        tuner = tune.Tuner(trainable, param_space=param_space,
+                           tune_config=tune.TuneConfig(trial_name_creator=names, trial_dirname_creator=names, **tc),
+                           run_config=tune.RunConfig(name=name, storage_path=str(out), callbacks=[_callback(out)],
+                                                     failure_config=tune.FailureConfig(max_failures=d.max_failures)))
+        for res in tuner.fit():
+            folder = out / "trials" / Path(res.path).name
+            if res.error:
+                log(f"search: trial {folder.name} failed: {str(res.error).splitlines()[0]}")
+            elif not (folder / RECORD).exists() and (rec := _stopped_record(folder)) is not None:
+                write_json(folder / RECORD, rec)
+    done = finished_records(out)
+    if len(done) < total:
+        log(f"search: {total - len(done)} of {total} trials did not finish; rerun with --resume (finished ones are kept)")
+        return list(done.values())
+    return write_results(out, grid, done, log)
+
+
+def write_results(out: Path, grid, done: dict, log=print) -> list[dict]:
+    """results.json: every trial with its sampled values, best first; best.json: the best beside
+    the default."""
+    s = grid.search
+    sign = -1 if s.mode == "max" else 1
+    rows = sorted(done.values(), key=lambda r: (sign * r[s.metric], r["trial"]))
+    for r in rows:
+        r["default"] = r["trial"] == DEFAULT_NAME
+    write_json(out / RESULTS, rows, indent=1)
+    best = rows[0]
+    dflt = done.get(DEFAULT_NAME)
+    write_json(out / BEST, {"metric": s.metric, "mode": s.mode, "best": best, "default": dflt,
+                            "searched": [x.name for x in s.specs_of("directions")],
+                            "best_directions": {**grid.to_dict()["directions"], **best["params"]}}, indent=1)
+    log(f"search: best {best['trial']} {s.metric}={best[s.metric]:.4f} {best['params']}"
+        + (f"; the grid's default {s.metric}={dflt[s.metric]:.4f}" if dflt else ""))
+    return rows
+
+
+def search_key_inputs(grid, digests: dict) -> dict:
+    """What the search folder is keyed by (scheduling settings left out)."""
+    from raylatent.discovery import DISCOVERY_VERSION
+    from raylatent.stages import science
+
+    sd = {k: v for k, v in grid.search.to_dict().items() if k != "max_concurrent"}
+    return {"generators": digests, "settings": science("directions", grid.to_dict()["directions"]),
+            "search": sd, "code": [DISCOVERY_VERSION, SEARCH_VERSION]}
+
+
+__all__ = ["run_search", "search_trainable", "write_results"]
