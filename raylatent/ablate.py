@@ -120,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate; run nothing")
     ap.add_argument("--address", default=None, help="attach to a running Ray cluster (e.g. auto)")
     ap.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="also Tune's status table, Ray Data's progress bars and Ray's own INFO lines")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="stage lines, warnings and the final line only (no epoch or trial lines)")
     args = ap.parse_args(argv)
     try:
         grid = load_grid(args.grid, args.set)
@@ -168,24 +172,41 @@ def _quiet_workers_without_state_api() -> None:
 
 
 def run_all(plan: Plan, args) -> int:
+    """Every stage, its console also saved with timestamps in RUN_DIR/console.log."""
+    from raylatent.console import tee_console
+
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    restore = tee_console(plan.run_dir / "console.log")
+    try:
+        return _run_all(plan, args)
+    finally:
+        restore()
+
+
+def _run_all(plan: Plan, args) -> int:
     import ray
 
     from raylatent.train.stage import run_generators
     from raylatent.tune.stage import RESULTS, render_for_report, run_directions
 
     grid = plan.grid
+    verbose, quiet = bool(getattr(args, "verbose", False)), bool(getattr(args, "quiet", False))
+    if not verbose:  # Ray Data's per-split progress bars: dozens of lines an epoch in a log file
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
     if not ray.is_initialized():
         # worker output reaches the driver (per-epoch lines from the Train controller), Ray's
         # own INFO chatter does not
         ctx = ray.init(address=args.address, include_dashboard=not args.no_dashboard,
-                       logging_config=ray.LoggingConfig(encoding="TEXT", log_level="WARNING"),
-                       runtime_env={"worker_process_setup_hook": _quiet_workers_without_state_api
-                                    if args.no_dashboard else _quiet_workers})
+                       logging_config=ray.LoggingConfig(encoding="TEXT", log_level="INFO" if verbose else "WARNING"),
+                       runtime_env={} if verbose else
+                       {"worker_process_setup_hook": _quiet_workers_without_state_api
+                        if args.no_dashboard else _quiet_workers})
     else:
         ctx = None
     monitoring_banner(ctx, plan)
     times = {}
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
     (plan.run_dir / "grid.json").write_text(json.dumps(grid.to_dict(), indent=1))
     with _stage("ingest") as t:
         shards = run_data(plan)
@@ -194,14 +215,16 @@ def run_all(plan: Plan, args) -> int:
         from raylatent.data.ingest import load_manifest
 
         plan.resolve_generators(load_manifest(shards))
-        run_generators(shards, grid.generators, plan.generators)
+        run_generators(shards, grid.generators, plan.generators, epoch_lines=not quiet)
     times["generators"] = t.s
     if grid.search is not None:  # a search grid: the search stage and its report instead of the grid's
         return run_search_stage(plan, args, times)
-    with _stage(f"directions (Ray Tune, {len(grid.directions.trials())} trials)") as t:
+    n_trials = len(grid.directions.trials())
+    with _stage(f"directions (Ray Tune, {n_trials} trials)") as t:
         plan.resolve_directions()
         records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume,
-                                 shards=str(shards), digests=plan.digests)
+                                 shards=str(shards), digests=plan.digests, verbose=1 if verbose else 0,
+                                 trial_lines=not quiet)
         if (plan.directions / RESULTS).exists():
             plan.renders = render_for_report(plan.generators, plan.directions, shards, grid.report.shifts,
                                              grid.report.z_direction)
@@ -216,7 +239,9 @@ def run_all(plan: Plan, args) -> int:
         shutil.copy(plan.directions / RESULTS, plan.report_dir / RESULTS)
         _record_times(plan, times)
         build_report(plan.run_dir, plan.report_dir, grid_name=grid.name)
-    print(f"\nreport: {plan.report_dir / 'REPORT.md'}  ({len(records)} trials)")
+    closed = len(records) - n_trials
+    print(f"\nreport: {plan.report_dir / 'REPORT.md'}  ({n_trials} trials"
+          + (f" and {closed} closed-form direction sets)" if closed > 0 else ")"))
     return 0
 
 
@@ -228,7 +253,8 @@ def run_search_stage(plan: Plan, args, times: dict) -> int:
     s = plan.grid.search
     with _stage(f"search (Ray Tune, {s.algorithm}, {s.n_trials()} samples + the default, scheduler {s.scheduler})") as t:
         plan.resolve_search()
-        run_search(plan.generators, plan.grid, plan.search, resume=args.resume, digests=plan.digests)
+        run_search(plan.generators, plan.grid, plan.search, resume=args.resume, digests=plan.digests,
+                   verbose=1 if getattr(args, "verbose", False) else 0)
     times["search"] = t.s
     if not (plan.search / RESULTS).exists():
         return 1

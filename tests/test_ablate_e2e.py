@@ -150,3 +150,21 @@ def test_changing_one_dicom_file_retrains_and_says_why(smoke_run, tmp_path, ray_
     new = plan.resolve_generators(manifest, log=logs.append)
     assert new != old and not new.exists()
     assert any(line.startswith("generators: running again: data changed") for line in logs), logs
+
+
+def test_the_console_says_one_line_per_trial_and_keeps_a_log(smoke_run):
+    """console.log: every trial once as `[i/N] name done: RCA ...`, N the banner's count, no Tune
+    status tables (they are -v only), no Ray Data progress bars; the last line counts the same."""
+    import re
+
+    root, _, _ = smoke_run
+    trials = load_grid("smoke", REDUCED).directions.trials()
+    text = (root / "run" / "console.log").read_text()
+    assert f"== directions (Ray Tune, {len(trials)} trials) ==" in text
+    done = re.findall(r"\[(\d+)/(\d+)\] (\S+) done: RCA \d\.\d{3} \(\d+x chance\), Ls \d\.\d{3}", text)
+    assert sorted(int(i) for i, _, _ in done) == list(range(1, len(trials) + 1))
+    assert {int(n) for _, n, _ in done} == {len(trials)} and {name for *_, name in done} == {t.name for t in trials}
+    assert "Trial status:" not in text and "row/s]" not in text
+    n_closed = len(json.loads((root / "report" / "results.json").read_text())) - len(trials)
+    assert f"({len(trials)} trials and {n_closed} closed-form direction sets)" in text.splitlines()[-1]
+    assert all(re.match(r"^\d\d:\d\d:\d\d ", line) for line in text.splitlines())

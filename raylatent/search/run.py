@@ -211,7 +211,7 @@ def finished_records(out: Path) -> dict[str, dict]:
 
 
 def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, resume: bool = True,
-               log=print, digests: dict[str, str] | None = None) -> list[dict]:
+               log=print, digests: dict[str, str] | None = None, verbose: int = 0) -> list[dict]:
     """Run the search under out/ and write out/results.json (every trial, best first) and
     out/best.json (the best configuration beside the grid's default). With `resume`, finished
     trials are kept and the searcher is told about them; without it, a stale partial run is
@@ -281,10 +281,13 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
         tc["scheduler"] = ASHAScheduler(time_attr="training_iteration", max_t=max_evaluations(grid),
                                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     if todo:
+        from raylatent.console import TrialLines
+
         name = EXPERIMENT if not (out / EXPERIMENT).exists() else f"{EXPERIMENT}-{time.strftime('%Y%m%d-%H%M%S')}"
         tuner = tune.Tuner(trainable, param_space=param_space,
                            tune_config=tune.TuneConfig(trial_name_creator=names, trial_dirname_creator=names, **tc),
-                           run_config=tune.RunConfig(name=name, storage_path=str(out), callbacks=[_callback(out)],
+                           run_config=tune.RunConfig(name=name, storage_path=str(out), verbose=verbose,
+                                                     callbacks=[_callback(out), TrialLines(len(todo), str, None, log)],
                                                      failure_config=tune.FailureConfig(max_failures=d.max_failures)))
         for res in tuner.fit():
             folder = out / "trials" / Path(res.path).name

@@ -55,7 +55,7 @@ def _train_dataset(shards, cfg: GeneratorsConfig, in_memory_limit: int = 1 << 30
 
 
 def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig, out: Path,
-                    after_epoch=None, log=print) -> dict:
+                    after_epoch=None, log=print, epoch_lines: bool = True) -> dict:
     """Train one generator (resuming its Ray Train run if one exists) and export the chosen
     checkpoint to out/<kind>/. `after_epoch(epoch, rank, resumed)`, if given, runs on every worker
     after each epoch's report (it must be picklable)."""
@@ -84,7 +84,7 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
         run_config=RunConfig(name=f"train-{kind}", storage_path=str((out / "ray_train").resolve()),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last),
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             callbacks=[_progress_callback(kind, cfg.epochs)],
+                             callbacks=[_progress_callback(kind, cfg.epochs)] if epoch_lines else [],
                              # "Checkpoint successfully created" per worker per epoch: the driver's
                              # own epoch line says enough
                              logging_config=LoggingConfig(log_level="WARNING")),
@@ -113,7 +113,7 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
 
 
 def run_generators(shards: str | os.PathLike, cfg: GeneratorsConfig, out: str | os.PathLike,
-                   log=print) -> dict[str, dict]:
+                   log=print, epoch_lines: bool = True) -> dict[str, dict]:
     out = Path(out)
     if cfg.fid_weights:  # checked on the driver (one line), not in a Ray worker (a traceback)
         from raylatent.metrics.fid import load_fid_weights
@@ -122,7 +122,8 @@ def run_generators(shards: str | os.PathLike, cfg: GeneratorsConfig, out: str | 
     out.mkdir(parents=True, exist_ok=True)
     from raylatent.models import kind_of
 
-    return {kind: (train_generator if kind_of(kind).trainable else write_fixed_generator)(kind, shards, cfg, out, log=log)
+    return {kind: train_generator(kind, shards, cfg, out, log=log, epoch_lines=epoch_lines)
+            if kind_of(kind).trainable else write_fixed_generator(kind, shards, cfg, out, log=log)
             for kind in cfg.kinds}
 
 

@@ -116,9 +116,11 @@ def _weights(generators_dir: Path, kinds, digests: dict | None = None) -> tuple[
 
 def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: str | os.PathLike,
                    resume: bool = True, after_report=None, shards: str | None = None,
-                   log=print, digests: dict[str, str] | None = None) -> list[dict]:
+                   log=print, digests: dict[str, str] | None = None, verbose: int = 0,
+                   trial_lines: bool = True) -> list[dict]:
     """Run the trials under out/ (with `resume`, only those without a finished record, each from
-    its own last checkpoint); write out/results.json. `digests`: the generators' weight digests
+    its own last checkpoint); write out/results.json. One console line per finished trial (with
+    `verbose` >= 1 also Tune's own status table). `digests`: the generators' weight digests
     when the caller has them (ablate's Plan keys the stage folder by them), else they are hashed. `after_report(metrics, resumed)`, if given,
     runs in every trial after each report (it must be picklable). What each generator needs once
     (the chance pool, the closed-form methods) runs as Ray tasks beside the trials.
@@ -128,6 +130,8 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     restored: a run directory received from someone else cannot run code through it."""
     import ray
     from ray import tune
+
+    from raylatent.console import TrialLines
 
     out = Path(out).resolve()
     if (out / RESULTS).exists():
@@ -171,7 +175,8 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             param_space={"trial": tune.grid_search([t.to_dict() for t in todo])},
             tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
                                         trial_dirname_creator=_tune_name, trial_name_creator=_tune_name),
-            run_config=tune.RunConfig(name=name, storage_path=str(out),
+            run_config=tune.RunConfig(name=name, storage_path=str(out), verbose=verbose,
+                                      callbacks=[TrialLines(len(todo), _tune_name, _tune_K, log if trial_lines else (lambda *_: None))],
                                       failure_config=tune.FailureConfig(max_failures=d.max_failures)),
         ).fit()
         for res in grid:
@@ -226,6 +231,10 @@ def generator_scores(kind: str, state: dict, gcfg: dict, digest: str, zreg, pool
 
 def _tune_name(tr) -> str:
     return Trial.from_dict(tr.config["trial"]).name
+
+
+def _tune_K(tr) -> int:
+    return Trial.from_dict(tr.config["trial"]).K
 
 
 def render_for_report(generators_dir: str | os.PathLike, directions_dir: str | os.PathLike,

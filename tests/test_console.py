@@ -1,0 +1,53 @@
+"""The run's console: one line per finished trial with an ETA, and the whole console kept with
+timestamps in RUN_DIR/console.log."""
+import re
+import sys
+
+from raylatent.console import TeeLog, TrialLines, duration, tee_console, trial_line
+
+LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+) done: RCA (\d\.\d{3}) \((\d+)x chance\), Ls (\d\.\d{3}), (\d+ s|\d+ min)"
+                  r"(; ETA (\d+ s|\d+ min|\d+ h \d\d min))?$")
+
+
+def test_a_finished_trial_is_one_line_with_its_scores_and_an_eta():
+    line = trial_line(5, 16, "gan-lenet-proj-K32-s0", {"rca": 0.8848, "ls": 0.1971, "trial_wall_s": 41.2}, 32,
+                      elapsed=120.0, eta=190.0)
+    assert line == "[5/16] gan-lenet-proj-K32-s0 done: RCA 0.885 (28x chance), Ls 0.197, 41 s; ETA 3 min"
+    assert LINE.match(line)
+    last = trial_line(16, 16, "vae-lenet-random-K100-s0", {"rca": 0.0957, "ls": 0.676, "trial_wall_s": 30}, 100,
+                      elapsed=400.0, eta=0.0)
+    assert last.endswith("30 s") and "ETA" not in last  # nothing left to wait for
+    assert [duration(s) for s in (41, 89, 90, 3599, 3700)] == ["41 s", "89 s", "2 min", "60 min", "1 h 01 min"]
+
+
+class _Trial:
+    def __init__(self, name, rca):
+        self.name, self.last_result = name, {"rca": rca, "ls": 0.2, "trial_wall_s": 10.0}
+
+
+def test_trial_lines_count_against_the_total_and_estimate_the_rest():
+    out = []
+    cb = TrialLines(3, lambda t: t.name, lambda t: 32, out.append)
+    for i, t in enumerate([_Trial("a", 0.5), _Trial("b", 0.6)]):
+        cb.on_trial_complete(i, [], t)
+    cb.on_trial_error(2, [], _Trial("c", None))
+    assert [line.split(" ")[0] for line in out] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert LINE.match(out[0]) and "ETA" in out[0] and "(16x chance)" in out[0]
+    assert out[2].startswith("[3/3] c failed")
+
+
+def test_the_console_log_keeps_every_line_with_a_timestamp(tmp_path, capsys):
+    log = tmp_path / "run" / "console.log"
+    restore = tee_console(log)
+    try:
+        print("== ingest ==")
+        print("progress 10%\rprogress 100%")  # a redrawn bar keeps its last state
+        sys.stderr.write("a warning without a newline")
+    finally:
+        restore()
+    lines = log.read_text().splitlines()
+    assert [re.sub(r"^\d\d:\d\d:\d\d ", "", x) for x in lines] == \
+        ["== ingest ==", "progress 100%", "a warning without a newline"]
+    assert all(re.match(r"^\d\d:\d\d:\d\d ", x) for x in lines)
+    assert "== ingest ==" in capsys.readouterr().out  # still on the console too
+    assert isinstance(sys.stdout, TeeLog) is False  # restored
