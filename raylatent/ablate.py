@@ -108,8 +108,12 @@ def monitoring_banner(ctx, plan: Plan, log=print) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m raylatent.ablate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        pass
+
+    ap = argparse.ArgumentParser(prog="python -m raylatent.ablate", description=__doc__, formatter_class=_Help,
+                                 epilog="example: python -m raylatent.ablate --grid smoke --set "
+                                        "directions.seeds=[0,1,2] --dry-run")
     ap.add_argument("--grid", required=True, help="smoke | full | path/to/grid.yaml")
     ap.add_argument("--out", default=None, help="run directory (default runs/<grid>)")
     ap.add_argument("--report-dir", default=None, help="report directory (default reports/<grid>)")
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="restore an interrupted directions experiment (finished trials are kept)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate; run nothing")
+    ap.add_argument("--print-config", action="store_true",
+                    help="print the resolved grid (YAML, every default and --set applied); run nothing")
     ap.add_argument("--address", default=None, help="attach to a running Ray cluster (e.g. auto)")
     ap.add_argument("--no-dashboard", action="store_true", help="start the local Ray without its dashboard")
     ap.add_argument("-v", "--verbose", action="store_true",
@@ -133,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             if d.exists() and not d.is_dir():
                 raise ConfigError(f"{flag} {d}: is a file; give a folder")
         plan = Plan(grid, run_dir, report_dir)
+        if args.print_config:
+            import yaml
+
+            print(yaml.safe_dump(json.loads(json.dumps(grid.to_dict(), default=list)), sort_keys=False), end="")
+            return 0
         if args.dry_run:
             from raylatent.dryrun import dry_run
 

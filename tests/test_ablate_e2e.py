@@ -168,3 +168,50 @@ def test_the_console_says_one_line_per_trial_and_keeps_a_log(smoke_run):
     n_closed = len(json.loads((root / "report" / "results.json").read_text())) - len(trials)
     assert f"({len(trials)} trials and {n_closed} closed-form direction sets)" in text.splitlines()[-1]
     assert all(re.match(r"^\d\d:\d\d:\d\d ", line) for line in text.splitlines())
+
+
+def test_the_readme_python_example_runs_on_a_finished_run(smoke_run, capsys):
+    """README's `raylatent.load_run` example, as written there, on this run; then the images it
+    gives are the generator's own, along the direction."""
+    import re
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    import raylatent
+    from raylatent.config import ConfigError
+
+    root, _, _ = smoke_run
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"## Use a run from Python.*?```python\n(.*?)```", readme, re.S).group(1)
+    scope: dict = {}
+    exec(code.replace('"runs/smoke"', repr(str(root / "run"))), scope)
+    run, best, images, hu = scope["run"], scope["best"], scope["images"], scope["hu"]
+    assert best["generator"] == "gan" and best["trial"] in capsys.readouterr().out
+    assert images.dtype == np.uint8 and images.shape[:2] == (4, 3) and hu.dtype == np.float32
+    assert not np.array_equal(images[:, 0], images[:, 2])  # the direction moves the image
+    # the shift-0 column is G(z) for the documented latents, in the lung window
+    G = run.generator("gan")
+    z = torch.randn(4, G.latent_dim, generator=torch.Generator().manual_seed(0))
+    from raylatent.report.figures import window
+
+    with torch.no_grad():  # (a batch of 12 vs 4 through the convolutions: equal up to rounding)
+        diff = np.abs(images[:, 1].astype(int) - window(G(z)[:, 0].numpy(), -600.0, 1500.0).astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.01
+    assert hu.shape == (4, 1, *images.shape[2:]) and -1100 < hu.min() and hu.max() < 2100
+    assert raylatent.__version__ and raylatent.__version__ != "0+unknown"
+    with pytest.raises(ConfigError, match="not in"):
+        run.record("no-such-trial")
+    with pytest.raises(ConfigError, match="latest.json"):
+        raylatent.load_run(root)
+
+
+def test_the_console_script_dispatches_to_each_command(capsys):
+    from raylatent.cli import COMMANDS, main
+
+    assert main(["--help"]) == 0 and all(c in capsys.readouterr().out for c in COMMANDS)
+    assert main(["nope"]) == 2 and "unknown command" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse of the command itself answers --help
+        main(["report", "--help"])
+    assert e.value.code == 0 and "run_dir" in capsys.readouterr().out

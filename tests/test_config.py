@@ -174,3 +174,20 @@ def test_grids_ship_inside_the_package(tmp_path):
     (wheel,) = tmp_path.glob("raylatent-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {"raylatent/grids/smoke.yaml", "raylatent/grids/full.yaml"} <= set(names)
+
+
+def test_print_config_is_the_resolved_grid_and_loads_back_as_the_same_grid(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from raylatent.ablate import main as ablate_main
+
+    sets = ["directions.seeds=[0, 1]", "generators.epochs=3", "generators.keep_last=2"]
+    assert ablate_main(["--grid", "smoke", "--print-config", *[a for s in sets for a in ("--set", s)]]) == 0
+    printed = capsys.readouterr().out
+    want = json.loads(json.dumps(load_grid("smoke", sets).to_dict(), default=list))
+    assert yaml.safe_load(printed) == want
+    (tmp_path / "resolved.yaml").write_text(printed)
+    again = json.loads(json.dumps(load_grid(str(tmp_path / "resolved.yaml")).to_dict(), default=list))
+    assert again == want and want["directions"]["seeds"] == [0, 1] and want["generators"]["epochs"] == 3

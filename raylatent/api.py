@@ -1,0 +1,109 @@
+"""Use a finished run from Python: its generators, each trial's directions, labels and scores, and
+images along any direction.
+
+    import raylatent
+    run = raylatent.load_run("runs/smoke")
+    best = run.best("gan")                         # the trial with the most factors found
+    img = run.render(best, direction=3, shifts=[-4, 0, 4], window="lung")   # uint8, in a HU window
+
+Reads only what the stages wrote (latest.json, results.json, directions/*.npz, generator.pt);
+no Ray, so it works on a laptop with a run copied from a cluster.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raylatent.config import ConfigError
+
+WINDOWS = {"lung": (-600.0, 1500.0), "mediastinal": (40.0, 400.0)}  # (center, width) HU, as the report's
+
+
+@dataclass
+class Run:
+    """A finished run: `records` are results.json's rows (one per trial, closed-form sets too)."""
+
+    path: Path
+    records: list[dict]
+    stages: dict
+    _generators: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def trials(self) -> list[str]:
+        return [r["trial"] for r in self.records]
+
+    def record(self, trial: str | dict) -> dict:
+        """results.json's row of a trial (its RCA, Ls, labels, factors found, truth scores)."""
+        name = trial["trial"] if isinstance(trial, dict) else trial
+        for r in self.records:
+            if r["trial"] == name:
+                return r
+        raise ConfigError(f"trial {name!r} is not in {self.path}: its trials are {', '.join(self.trials)}")
+
+    def best(self, generator: str) -> dict:
+        """The learned trial on `generator` with the most factors found against chance (ties: RCA)."""
+        from raylatent.discovery.methods import method_of
+
+        rows = [r for r in self.records if r["generator"] == generator and method_of(r["deformator"]).role == "learned"]
+        if not rows:
+            raise ConfigError(f"no learned trial on generator {generator!r} in {self.path}")
+        return max(rows, key=lambda r: (r.get("factors_found", 0), r.get("rca") or 0.0))
+
+    def generator(self, kind: str) -> torch.nn.Module:
+        """The z -> image module of a generator of this run (loaded once, weights only, CPU)."""
+        if kind not in self._generators:
+            from raylatent.models import as_generator
+            from raylatent.models.export import load_exported
+
+            self._generators[kind] = as_generator(load_exported(self.path / self.stages["generators"], kind)).eval()
+        return self._generators[kind]
+
+    def directions(self, trial: str | dict) -> dict[str, np.ndarray]:
+        """The trial's exported direction arrays: `A` (d x K unit columns) and, for the authors'
+        proj deformator, `W` and `b` (its exact, bent path)."""
+        from raylatent.discovery.export import load_shift_arrays
+
+        r = self.record(trial)
+        return load_shift_arrays(self.path / self.stages["directions"] / r["directions"])
+
+    @torch.no_grad()
+    def render(self, trial: str | dict, direction: int, shifts=(-6, -3, 0, 3, 6), n_latents: int = 4,
+               seed: int = 0, window: str | None = "lung") -> np.ndarray:
+        """Images along one direction: (n_latents, len(shifts), S, S), uint8 in a HU window
+        ("lung", "mediastinal"), or HU (float32) with window=None."""
+        from raylatent.data.dicom import model_to_hu
+        from raylatent.discovery.export import traversal
+
+        r = self.record(trial)
+        arrays = self.directions(r)
+        if not 0 <= direction < arrays["A"].shape[1]:
+            raise ConfigError(f"direction {direction}: {r['trial']} has directions 0..{arrays['A'].shape[1] - 1}")
+        G = self.generator(r["generator"])
+        z = torch.randn(n_latents, arrays["A"].shape[0], generator=torch.Generator().manual_seed(seed))
+        x = traversal(G, {k: torch.as_tensor(v) for k, v in arrays.items()}, z, shifts, [direction])
+        x = x[0, :, :, 0].transpose(0, 1).numpy()  # latents x shifts x S x S, model scale
+        if window is None:
+            return model_to_hu(x).astype(np.float32)
+        if window not in WINDOWS:
+            raise ConfigError(f"window {window!r}: one of {', '.join(WINDOWS)} or None (HU)")
+        from raylatent.report.figures import window as to_window
+
+        return to_window(x, *WINDOWS[window])
+
+
+def load_run(path: str | Path) -> Run:
+    """A finished run directory (what `python -m raylatent.ablate --out PATH` wrote)."""
+    path = Path(path).expanduser().resolve()
+    latest = path / "latest.json"
+    if not latest.is_file():
+        raise ConfigError(f"{path}: no latest.json (not a finished run; run python -m raylatent.ablate "
+                          f"--out {path} first)")
+    stages = json.loads(latest.read_text())["stages"]
+    results = path / stages["directions"] / "results.json"
+    if not results.is_file():
+        raise ConfigError(f"{results}: missing (the directions stage did not finish; rerun with --resume)")
+    return Run(path, json.loads(results.read_text()), stages)
