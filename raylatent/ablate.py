@@ -202,10 +202,13 @@ def _run_all(plan: Plan, args) -> int:
 
     grid = plan.grid
     verbose, quiet = bool(getattr(args, "verbose", False)), bool(getattr(args, "quiet", False))
-    if not verbose:  # Ray Data's per-split progress bars: dozens of lines an epoch in a log file
+    if not verbose:  # Ray Data's per-split progress bars (dozens of lines an epoch in a log file) and
+        import logging  # its "Running Dataset" / execution-plan INFO lines on the driver
+
         from ray.data import DataContext
 
         DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     if not ray.is_initialized():
         # worker output reaches the driver (per-epoch lines from the Train controller), Ray's
         # own INFO chatter does not

@@ -7,6 +7,7 @@ from PIL import Image
 
 from fake_run import fake_run
 from raylatent.config import ReportConfig
+from raylatent.interpret.labels import SEMANTIC
 from raylatent.report.build import build_report
 from raylatent.report.figures import TILE
 from raylatent.report.tables import CLAIMS, PAPER, check_claim, table1
@@ -79,6 +80,8 @@ def test_every_linked_asset_exists_with_the_expected_size(reports):
             assert im.size == (shifts * cell, 24 * cell)
         elif "interpolation-" in link:  # original, 8 steps, original
             assert im.size == (10 * cell, cell)
+        elif "found-" in link:  # What we found: a row per factor (its best direction), a column per shift
+            assert im.size == (150 + shifts * cell, len(SEMANTIC) * cell), link
         elif link.endswith(".png"):  # matplotlib curves: 7 x 3.6 inches at 100 dpi
             assert im.size == (700, 360), link
         if link.endswith(".gif"):  # one 64-pixel tile per direction; a sweep of up to 16 frames
@@ -88,6 +91,31 @@ def test_every_linked_asset_exists_with_the_expected_size(reports):
     # K=100 stand-ins have 40 directions: three chart pages, four GIFs, none silently dropped
     assert sum("chart-gan-lenet-proj-K100-s0" in x for x in links) == -(-40 // 16)
     assert sum("anim-gan-lenet-proj-K100-s0" in x for x in links) == -(-40 // 10)
+
+
+def test_the_report_opens_with_what_was_found_and_folds_every_direction_into_an_appendix(reports):
+    """First the Fig-2-style panel per generator (the configuration with the most factors found,
+    one row per factor), then the summary; the per-configuration charts only in a folded
+    appendix; the same report as self-contained-enough HTML (its images all exist)."""
+    md = reports["good"]
+    text = md.read_text()
+    heads = [line for line in text.splitlines() if line.startswith("## ")]
+    assert heads[0] == "## What we found" and heads[1] == "## Run summary" and heads[-1].startswith("## Appendix")
+    for gen in ("GAN", "VAE"):  # the fake run: proj trials find rotation (1 factor), others 0
+        head = next(x for x in text.splitlines() if x.startswith(f"### {gen}: "))
+        assert "-proj-" in head and "finds 1 of 8 factors" in head and "(random directions: 0)" in head
+        block = re.split(r"\n#{2,3} ", text.split(head)[1])[0]  # up to the next heading
+        rows = [x for x in block.splitlines() if x.startswith("| ") and not x.startswith("| factor")]
+        assert [r.split("|")[1].strip() for r in rows] == list(SEMANTIC)
+        assert sum(r.rstrip().endswith("✓ |") for r in rows) == 1
+    appendix = text.split("## Appendix")[1]
+    assert "<details" in appendix and "</details>" in appendix and "![" in appendix
+    assert not any("chart-" in x for x in text.split("## Appendix")[0].splitlines())  # charts only there
+    html = (md.parent / "REPORT.html").read_text()
+    assert "<table>" in html and "<h2>What we found</h2>" in html
+    srcs = re.findall(r'src="([^"]+)"', html)
+    assert len(srcs) == len(re.findall(r"!\[[^\]]*\]\((assets/[^)]+\.(?:png|gif))\)", text))
+    assert all((md.parent / src).is_file() for src in srcs)
 
 
 def test_report_is_deterministic(tmp_path, reports):

@@ -16,6 +16,7 @@ from raylatent.discovery.renders import MANIFEST
 from raylatent.discovery.renders import load as load_rendered
 from raylatent.models.registry import kind_names, kind_of
 from raylatent.report import figures as F
+from raylatent.report.front import next_steps, what_we_found, write_html
 from raylatent.report.records import esc, inside, load_records
 from raylatent.report.tables import claims, table1
 
@@ -41,6 +42,9 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     assets.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(records, indent=1))
     md: list[str] = [f"# raylatent report: {esc(grid_name or info.get('grid', ''))}", ""]
+    rendered = dirs["renders"]
+    man = _manifest(rendered)
+    md += what_we_found(records, rendered, man, cfg, assets)
     md += _summary(run_dir, dirs, info)
     table, cells = table1(records)
     gamma = next((r["gamma"] for r in records if r.get("gamma") is not None), 0.25)
@@ -63,16 +67,22 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     for text, verdict, ev in claims(cells, cfg.seed_spread):
         md.append(f"- {verdict} {text}: {ev}")
     md.append("")
-    rendered = dirs["renders"]
-    man = _manifest(rendered)
     md += _directions_found(records)
     md += _ground_truth(records)
-    md += _direction_charts(records, dirs["directions"], rendered, man, cfg, assets)
     md += _random_vs_discovered(rendered, man, cfg, assets)
     md += _z_figure(rendered, man, cfg, assets)
     md += _interpolation(rendered, man, cfg, assets)
     md += _curves(records, dirs, assets)
-    (out / "REPORT.md").write_text("\n".join(md) + "\n")
+    md += next_steps()
+    # every direction of every configuration: an appendix, folded (hundreds of rows at K = 100)
+    md += ["## Appendix: every discovered direction", "", "<details markdown=\"1\">",
+           "<summary>Charts and animations of every direction of every configuration</summary>", ""]
+    md += [line.replace("## ", "### ", 1) if line.startswith("## ") else line
+           for line in _direction_charts(records, dirs["directions"], rendered, man, cfg, assets)]
+    md += ["</details>", ""]
+    text = "\n".join(md) + "\n"
+    (out / "REPORT.md").write_text(text)
+    write_html(text, out / "REPORT.html", title=f"raylatent report: {grid_name or info.get('grid', '')}")
     return out / "REPORT.md"
 
 
@@ -110,7 +120,8 @@ def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
             lines.append(f"- {esc(kind_of(k).title)}: fixed by construction, not trained (its true directions are "
                          f"known: see Ground truth).")
             continue
-        lines.append(f"- {k.upper()}: epoch {esc(g['chosen_epoch'])} kept (best FID of the last "
+        lines.append(f"- {k.upper()}: epoch {g['chosen_epoch'] + 1} of {len(g.get('history') or []) or '?'} kept (epochs "
+                     f"counted from 1; best FID of the last "
                      f"{len(g['candidates'])}), FID {_num(g['fid'])} with **{esc(g['fid_network'])}**; "
                      + _fid_reference(k, g['fid_network']))
     lines.append(f"- Hardware: {esc(info.get('hardware', platform.processor() or platform.machine()))}.")
@@ -322,8 +333,8 @@ def _curves(records, dirs, assets) -> list[str]:
         p = dirs["generators"] / kind / "metrics.json"
         h = json.loads(p.read_text())["history"] if p.exists() else []
         if h:  # a kind fixed by construction has no training history
-            fid[kind.upper()] = [(x["epoch"], x["fid"]) for x in h]
-            F.curves_png({k: [(x["epoch"], x[k]) for x in h] for k in kind_of(kind).loss_keys},
+            fid[kind.upper()] = [(x["epoch"] + 1, x["fid"]) for x in h]  # epochs counted from 1, as the console
+            F.curves_png({k: [(x["epoch"] + 1, x[k]) for x in h] for k in kind_of(kind).loss_keys},
                          assets / f"losses-{kind}.png", f"{kind.upper()} losses", "epoch", "loss")
             md += [f"![{kind} losses](assets/losses-{kind}.png)", ""]
     F.curves_png(fid, assets / "fid.png", "FID on the test split", "epoch", "FID")

@@ -117,10 +117,11 @@ def train_loop(config: dict) -> None:
             metrics["fid_network"] = extractor.name
             metrics.update(training.eval_metrics(_unwrap(model), test_images, device))
             history.append(metrics)
-            if writer is not None:
+            if writer is not None:  # steps count epochs from 1, as the console does
                 for k, v in metrics.items():
                     if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        writer.add_scalar(f"{kind}/{k}", v, epoch)
+                        writer.add_scalar(f"{kind}/{k}", v, epoch + 1)
+                writer.add_images(f"{kind}/samples", ((fake[:16].float().cpu() + 1) / 2).clamp(0, 1), epoch + 1)
                 writer.flush()
             with tempfile.TemporaryDirectory() as tmp:
                 state = {**{name: _unwrap(m).state_dict() for name, m in training.modules.items()},
@@ -133,3 +134,5 @@ def train_loop(config: dict) -> None:
             ray.train.report(metrics, checkpoint=None)
         if config.get("after_epoch"):  # an injected observer (tests use it to fail a worker once)
             config["after_epoch"](epoch, rank, bool(ckpt))
+    if writer is not None:
+        writer.close()  # without it the last epoch's events were missing from the file

@@ -107,7 +107,7 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
     (tmp / METRICS).write_text(json.dumps(summary, indent=1))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
-    log(f"generators: {kind} chose epoch {summary['chosen_epoch']} (FID {summary['fid']:.2f}, "
+    log(f"generators: {kind} chose epoch {summary['chosen_epoch'] + 1}/{cfg.epochs} (FID {summary['fid']:.2f}, "
         f"{summary['fid_network']})")
     return json.loads((dest / METRICS).read_text())  # the same record a skipped rerun returns
 
