@@ -28,3 +28,14 @@ def run_reduced_smoke(tmp_path_factory):
     return root, args, time.time() - t
 
 
+
+
+class Evil:
+    """A pickle that leaves a marker file when loaded: planted where Tune keeps its experiment
+    state, it shows whether a resume ever unpickles what it finds in a run directory."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

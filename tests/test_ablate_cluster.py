@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate_helpers import REDUCED, _sets
+from ablate_helpers import REDUCED, Evil, _sets
 from raylatent.gridfile import load_grid
 
 pytestmark = pytest.mark.ray
@@ -76,14 +76,6 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_
         record = next((run / "directions").glob(f"*/trials/{name}/record.json"))
         assert record.stat().st_mtime_ns == mtime, f"{name} was rerun"
         assert (exp / name / "progress.csv").exists()  # its Tune log from the first attempt is kept
-
-
-class Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_two_node_cluster_runs_trials_on_both_nodes(smoke_run, tmp_path):

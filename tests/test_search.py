@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate_helpers import _sets
+from ablate_helpers import Evil, _sets
 from raylatent.config import ConfigError
 from raylatent.gridfile import load_grid
 
@@ -330,14 +330,6 @@ def test_killed_tpe_search_resumes_without_repeating_finished_trials(tpe_run, ti
     for name, mtime in finished_before.items():
         assert (sdir / "trials" / name / "record.json").stat().st_mtime_ns == mtime, f"{name} was rerun"
     assert not marker.exists()
-
-
-class Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_dry_run_prints_space_trials_and_asha_costs(tiny_yaml, capsys):
