@@ -258,3 +258,12 @@ def test_our_unit_norm_ablation_is_its_own_column_without_paper_values():
     assert "Unit-norm columns (ours, not the paper's) K=32 RCA" in header and cells[("gan", "lenet", "unit", 32)]["rca"] == 0.5
     paper_row = next(x for x in text.splitlines() if x.startswith("| GAN LeNet (paper)"))
     assert [c.strip() for c in paper_row.strip("|").split("|")][-2:] == ["", ""]
+
+
+def test_curves_use_a_distinct_style_per_series(tmp_path):
+    from raylatent.report.figures import curves_png, line_styles
+
+    series = {f"trial-{i:02d}": [(10, 0.1 * (i % 7)), (20, 0.2)] for i in range(24)}  # a smoke run has 16+
+    styles = curves_png(series, tmp_path / "c.png", "RCA", "iteration", "RCA", hlines={"chance 1/32": 1 / 32})
+    assert len(set(styles)) == len(series) == len(styles) and styles == line_styles(24)
+    assert Image.open(tmp_path / "c.png").size == (700, 360)

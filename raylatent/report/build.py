@@ -325,7 +325,8 @@ def _curves(records, dirs, assets) -> list[str]:
             c = json.loads(p.read_text())
             rca[r["trial"]] = [(x["step"], x["rca"]) for x in c]
             ls[r["trial"]] = [(x["step"], x["ls"]) for x in c]
-    F.curves_png(rca, assets / "curve-rca.png", "Held-out RCA", "iteration", "RCA")
+    chance = {f"chance 1/{K}": 1.0 / K for K in sorted({r["K"] for r in records if r["trial"] in rca})}
+    F.curves_png(rca, assets / "curve-rca.png", "Held-out RCA", "iteration", "RCA", hlines=chance)
     F.curves_png(ls, assets / "curve-ls.png", "Held-out Ls", "iteration", "Ls")
     md += ["![RCA curves](assets/curve-rca.png)", "", "![Ls curves](assets/curve-ls.png)", ""]
     fid = {}

@@ -49,17 +49,33 @@ def gif(frames: list[np.ndarray], path: Path, ms: int = 120) -> None:
     imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=ms, loop=0)
 
 
+def line_styles(n: int) -> list[tuple[tuple, str]]:
+    """n distinct (colour, line style) pairs: the 20 colours of tab20, then again dashed, dotted...
+    (matplotlib's default cycle repeats after 10, and a smoke run has 16+ curves)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return [(tuple(cmap(i % 20)), ("-", "--", ":", "-.")[(i // 20) % 4]) for i in range(n)]
+
+
 def curves_png(series: dict[str, list[tuple[float, float]]], path: Path, title: str, xlabel: str,
-               ylabel: str) -> None:
+               ylabel: str, hlines: dict[str, float] | None = None) -> list[tuple[tuple, str]]:
+    """A line per series (distinct colour and style), and grey dashed reference lines (`hlines`,
+    e.g. chance); returns the styles used, in sorted series order."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-    for name in sorted(series):
+    styles = line_styles(len(series))
+    for (colour, ls), name in zip(styles, sorted(series)):
         xs, ys = zip(*series[name]) if series[name] else ((), ())
-        ax.plot(xs, ys, label=name, lw=1.2)
+        ax.plot(xs, ys, label=name, lw=1.2, color=colour, linestyle=ls)
+    for name, y in sorted((hlines or {}).items()):
+        ax.axhline(y, color="0.5", lw=0.8, linestyle="--")
+        ax.annotate(name, (1.0, y), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=6,
+                    color="0.35")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -68,3 +84,4 @@ def curves_png(series: dict[str, list[tuple[float, float]]], path: Path, title: 
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
+    return styles
