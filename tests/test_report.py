@@ -9,7 +9,7 @@ from fake_run import fake_run
 from raylatent.config import ReportConfig
 from raylatent.interpret.labels import SEMANTIC
 from raylatent.report.build import build_report
-from raylatent.report.figures import TILE
+from raylatent.report.figures import HEADER, TILE
 from raylatent.report.tables import CLAIMS, PAPER, check_claim, table1
 
 
@@ -73,15 +73,15 @@ def test_every_linked_asset_exists_with_the_expected_size(reports):
             k = 32 if "-K32-" in link else 40
             page = int(re.search(r"-p(\d+)\.png$", link).group(1))
             rows = min(16, k - 16 * (page - 1))
-            assert im.size == (110 + shifts * cell, rows * cell), link
+            assert im.size == (110 + shifts * cell, HEADER + rows * cell), link  # shift values on top
         elif "random-vs-discovered" in link:  # 5 directions; random, a gap column, discovered
-            assert im.size == (110 + (2 * shifts + 1) * cell, 5 * cell)
-        elif link.endswith("z-position.png"):  # 24 latents, a column per shift, no labels
-            assert im.size == (shifts * cell, 24 * cell)
+            assert im.size == (110 + (2 * shifts + 1) * cell, HEADER + 5 * cell)
+        elif link.endswith("z-position.png"):  # 24 latents (labelled), a column per shift
+            assert im.size == (110 + shifts * cell, HEADER + 24 * cell)  # latents labelled, shifts on top
         elif "interpolation-" in link:  # original, 8 steps, original
-            assert im.size == (10 * cell, cell)
+            assert im.size == (10 * cell, HEADER + cell)
         elif "found-" in link:  # What we found: a row per factor (its best direction), a column per shift
-            assert im.size == (150 + shifts * cell, len(SEMANTIC) * cell), link
+            assert im.size == (150 + shifts * cell, HEADER + len(SEMANTIC) * cell), link
         elif link.endswith(".png"):  # matplotlib curves: 7 x 3.6 inches at 100 dpi
             assert im.size == (700, 360), link
         if link.endswith(".gif"):  # one 64-pixel tile per direction; a sweep of up to 16 frames

@@ -264,7 +264,8 @@ def _direction_charts(records, ddir: Path, rendered: Path, man: dict, cfg: Repor
         for page, start in enumerate(range(0, K, cfg.max_chart_rows)):
             ids = list(range(start, min(K, start + cfg.max_chart_rows)))
             name = f"chart-{r['trial']}-p{page + 1}.png"
-            F.grid_png(charts[ids], assets / name, [f"{i}: {names[i]}" if names else f"dir {i}" for i in ids])
+            F.grid_png(charts[ids], assets / name, [f"{i}: {names[i]}" if names else f"dir {i}" for i in ids],
+                       col_labels=F.shift_labels(man["shifts"]))
             md.append(f"![{r['trial']} directions {ids[0]}-{ids[-1]}](assets/{name})")
         links = []
         order = list(range(sweeps.shape[1])) + list(range(sweeps.shape[1] - 2, 0, -1))  # there and back
@@ -286,7 +287,8 @@ def _random_vs_discovered(rendered: Path, man: dict, cfg: ReportConfig, assets: 
         left, right = F.window(imgs["random"], w["center"], w["width"]), F.window(imgs["discovered"], w["center"], w["width"])
         both = np.concatenate([left, np.zeros_like(left[:, :1]), right], axis=1)
         name = f"random-vs-discovered-{gen}.png"
-        F.grid_png(both, assets / name, [f"dir {i}" for i in range(len(left))])
+        F.grid_png(both, assets / name, [f"dir {i}" for i in range(len(left))],
+                   col_labels=[*F.shift_labels(man["shifts"]), "", *F.shift_labels(man["shifts"])])
         md += [f"{gen.upper()}: {len(left)} random directions (left) and the first {len(left)} of "
                f"{entry['discovered']} (right).", "", f"![random vs discovered {gen}](assets/{name})", ""]
     return md
@@ -299,20 +301,28 @@ def _z_figure(rendered: Path, man: dict, cfg: ReportConfig, assets: Path) -> lis
         return md + ["(no unit-length trial)", ""]
     w = cfg.windows[0]
     name = "z-position.png"
-    F.grid_png(F.window(load_rendered(rendered, z["file"])["images"], w["center"], w["width"]), assets / name)
-    return md + [f"{z['trial']}, direction {z['direction']} ({esc(z['how'])}).", "", f"![z-position](assets/{name})", ""]
+    imgs = F.window(load_rendered(rendered, z["file"])["images"], w["center"], w["width"])
+    F.grid_png(imgs, assets / name, [f"latent {i + 1}" for i in range(len(imgs))],
+               col_labels=F.shift_labels(man["shifts"]))
+    return md + [f"{z['trial']}, direction {z['direction']} ({esc(z['how'])}): a row per random latent, a "
+                 f"column per shift ε (labelled on top), {esc(w['name'])} window (C {w['center']}, W {w['width']} "
+                 "HU).", "", f"![z-position](assets/{name})", ""]
 
 
 def _interpolation(rendered: Path, man: dict, cfg: ReportConfig, assets: Path) -> list[str]:
     md = ["## Interpolation between held-out slices (paper Fig 11)", ""]
     if not man["interpolation"]:
         return md + ["(fewer than two test slices)", ""]
-    w = cfg.windows[1]
+    w = cfg.windows[0]  # the lung window shows lungs and body alike (the mediastinal one left them black)
     for kind, entry in man["interpolation"].items():
         name = f"interpolation-{kind}.png"
-        F.grid_png(F.window(load_rendered(rendered, entry["file"])["row"], w["center"], w["width"]), assets / name)
-        md += [f"{esc(entry['title'])} via {esc(entry['inversion'])}: held-out originals at both ends, "
-               f"{esc(w['name'])} window.", "", f"![interpolation {kind}](assets/{name})", ""]
+        row = F.window(load_rendered(rendered, entry["file"])["row"], w["center"], w["width"])
+        steps = row.shape[1] - 2
+        F.grid_png(row, assets / name, col_labels=["slice A", *[f"t={i / (steps - 1):.2f}" for i in range(steps)],
+                                                   "slice B"])
+        md += [f"{esc(entry['title'])} via {esc(entry['inversion'])}: held-out slices A and B at both ends, the "
+               f"decoded path between their latents in {steps} steps (t labelled on top), {esc(w['name'])} "
+               f"window (C {w['center']}, W {w['width']} HU).", "", f"![interpolation {kind}](assets/{name})", ""]
     return md
 
 

@@ -25,21 +25,33 @@ def _tile(img: np.ndarray, tile: int = TILE) -> np.ndarray:
     return np.kron(img, np.ones((rep, rep), dtype=np.uint8))
 
 
+HEADER = 16  # pixels of the column-label band above a grid (shift values, interpolation steps)
+
+
+def shift_labels(shifts) -> list[str]:
+    """Column labels for a sweep: the shift ε of each column."""
+    return [f"eps {float(x):+g}" if float(x) else "original" for x in shifts]  # the bitmap font has no ε
+
+
 def grid_png(images: np.ndarray, path: Path, row_labels: list[str] | None = None, gap: int = 2,
-             label_w: int = 0) -> tuple[int, int]:
-    """images: rows x cols x H x W uint8 -> PNG with optional row labels; returns (w, h)."""
+             label_w: int = 0, col_labels: list[str] | None = None) -> tuple[int, int]:
+    """images: rows x cols x H x W uint8 -> PNG with optional row labels (left) and column labels
+    (a band on top, e.g. the shift of each column); returns (w, h)."""
     rows, cols = images.shape[:2]
     tiles = [[_tile(images[r, c]) for c in range(cols)] for r in range(rows)]
     th, tw = tiles[0][0].shape
     label_w = label_w or (110 if row_labels else 0)
-    W, H = label_w + cols * (tw + gap), rows * (th + gap)
+    top = HEADER if col_labels else 0
+    W, H = label_w + cols * (tw + gap), top + rows * (th + gap)
     canvas = Image.new("L", (W, H), 0)
     draw = ImageDraw.Draw(canvas)
     for r in range(rows):
         for c in range(cols):
-            canvas.paste(Image.fromarray(tiles[r][c]), (label_w + c * (tw + gap), r * (th + gap)))
+            canvas.paste(Image.fromarray(tiles[r][c]), (label_w + c * (tw + gap), top + r * (th + gap)))
         if row_labels:
-            draw.text((4, r * (th + gap) + th // 2 - 6), row_labels[r][:18], fill=255)
+            draw.text((4, top + r * (th + gap) + th // 2 - 6), row_labels[r][: label_w // 6], fill=255)
+    for c, text in enumerate(col_labels or []):
+        draw.text((label_w + c * (tw + gap) + 2, 2), str(text)[: max(4, tw // 6)], fill=255)
     canvas.save(path, optimize=False)
     return W, H
 

@@ -42,7 +42,8 @@ def what_we_found(records, rendered: Path, man: dict, cfg: ReportConfig, assets:
         rows = list(f)
         labels = [f"{name}: dir {f[name]['direction']}{' (found)' if f[name]['found'] else ''}" for name in rows]
         name = f"found-{gen}.png"
-        F.grid_png(charts[[f[n]["direction"] for n in rows]], assets / name, labels, label_w=150)
+        F.grid_png(charts[[f[n]["direction"] for n in rows]], assets / name, labels, label_w=150,
+                   col_labels=F.shift_labels(man["shifts"]))
         table = ["| factor | direction | ρ | purity | score vs chance | found |", "|---|---|---|---|---|---|"]
         table += [f"| {n} | {f[n]['direction']} | {f[n]['rho']:.2f} | {f[n]['purity']:.2f} | "
                   + (f"{f[n]['score']:.2f} vs {f[n]['chance']:.2f}" if "chance" in f[n] else "—")
