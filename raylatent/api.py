@@ -94,6 +94,69 @@ class Run:
 
         return to_window(x, *WINDOWS[window])
 
+    def edit(self, image, trial: str | dict, direction: int, eps: float, out: str | Path | None = None) -> np.ndarray:
+        """Move a real slice along a direction: encode it (the generator's own inversion: the VAE's
+        encoder), add the direction's shift of size eps, decode. `image`: HU array, or a CT DICOM
+        file (its first frame). Returns the edited slice in HU at the run's image size; with `out`,
+        also writes it as a DICOM marked DERIVED/SECONDARY, with new UIDs and no patient identity."""
+        from raylatent.data.dicom import hu_to_model, model_to_hu, read_ct
+        from raylatent.models.directions import shift_fn
+        from raylatent.models.export import load_exported
+        from raylatent.models.registry import kind_of
+
+        r = self.record(trial)
+        kk = kind_of(r["generator"])
+        if not kk.has_encoder:
+            raise ConfigError(f"{r['trial']}: the {r['generator']} generator has no encoder to edit a real slice with "
+                              f"(use a trial on a generator with one, e.g. the VAE)")
+        try:
+            hu = read_ct(Path(image))[0].hu if isinstance(image, (str, Path)) else np.asarray(image, dtype=np.float32)
+        except Exception as e:  # pydicom's and our own reasons a file is not a CT slice
+            raise ConfigError(f"{image}: not a readable CT slice ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        G = self.generator(r["generator"])
+        with torch.no_grad():
+            size = int(G(torch.zeros(1, G.latent_dim)).shape[-1])
+        x = torch.from_numpy(hu_to_model(hu, size))[None, None]
+        model = load_exported(self.path / self.stages["generators"], r["generator"])
+        arrays = {k: torch.as_tensor(v) for k, v in self.directions(r).items()}
+        if not 0 <= direction < arrays["A"].shape[1]:
+            raise ConfigError(f"direction {direction}: {r['trial']} has directions 0..{arrays['A'].shape[1] - 1}")
+        with torch.no_grad():
+            z = kk.invert(model, x)
+            z = z + shift_fn(arrays)(torch.tensor([direction]), torch.tensor([float(eps)]))
+            edited = model_to_hu(G(z)[0, 0].numpy()).astype(np.float32)
+        if out is not None:
+            _write_derived(edited, Path(out), f"raylatent edit: {r['trial']} direction {direction} eps {eps:+g}")
+        return edited
+
+
+def _write_derived(hu: np.ndarray, path: Path, description: str) -> None:
+    """A minimal CT image the viewers open, that says it was made by a model, not a scanner."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from pydicom import Dataset
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.ImageType = "CT", ["DERIVED", "SECONDARY"]
+    ds.PatientName, ds.PatientID = "ANONYMOUS", "raylatent"
+    ds.SeriesDescription, ds.DerivationDescription = description[:64], description
+    ds.BurnedInAnnotation = "NO"
+    ds.Rows, ds.Columns = hu.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "HU"
+    ds.PixelData = np.round(hu).astype(np.int16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
 
 def load_run(path: str | Path) -> Run:
     """A finished run directory (what `python -m raylatent.ablate --out PATH` wrote)."""

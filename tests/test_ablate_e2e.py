@@ -219,3 +219,29 @@ def test_the_console_script_dispatches_to_each_command(capsys):
     with pytest.raises(SystemExit) as e:  # argparse of the command itself answers --help
         main(["report", "--help"])
     assert e.value.code == 0 and "run_dir" in capsys.readouterr().out
+
+
+def test_a_real_slice_is_edited_along_a_vae_direction_and_saved_as_derived_dicom(smoke_run, tmp_path):
+    import numpy as np
+    import pydicom
+
+    import raylatent
+    from raylatent.config import ConfigError
+
+    root, _, _ = smoke_run
+    run = raylatent.load_run(root / "run")
+    dcm = sorted((root / "run" / "phantom").rglob("*.dcm"))[0]  # a real file of the run's own source
+    trial = run.best("vae")
+    same = run.edit(dcm, trial, 0, 0.0)
+    moved = run.edit(dcm, trial, 0, 6.0, out=tmp_path / "edited.dcm")
+    size = run.render(trial, 0, shifts=[0], n_latents=1, window=None).shape[-1]
+    assert same.shape == moved.shape == (size, size) and np.abs(moved - same).max() > 10
+    ds = pydicom.dcmread(tmp_path / "edited.dcm")
+    assert list(ds.ImageType) == ["DERIVED", "SECONDARY"] and ds.PatientID == "raylatent"
+    assert trial["trial"] in ds.DerivationDescription and ds.SOPInstanceUID != pydicom.dcmread(dcm).SOPInstanceUID
+    assert np.abs(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) - moved).max() <= 0.5
+    with pytest.raises(ConfigError, match="no encoder"):
+        run.edit(dcm, run.best("gan"), 0, 1.0)
+    (tmp_path / "bad.dcm").write_bytes(b"not a dicom")
+    with pytest.raises(ConfigError, match="not a readable CT slice"):
+        run.edit(tmp_path / "bad.dcm", trial, 0, 1.0)
