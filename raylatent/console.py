@@ -102,9 +102,17 @@ class TrialLines(Callback):
     """One console line per finished (or failed) Tune trial, counted against the stage's total,
     with an ETA from the mean pace so far (trials finish in parallel, so pace = elapsed / done)."""
 
-    def __init__(self, total: int, name_of, K_of=None, log=print):
-        self.total, self.name_of, self.K_of, self.log = total, name_of, K_of, log
+    def __init__(self, total: int, name_of, K_of=None, log=None):
+        # Tune pickles its callbacks with the experiment state, and the builtin print pickles by
+        # reference: where Ray has replaced builtins.print (a driver attached to a cluster), the
+        # original no longer pickles. So print is looked up when a line is said, never stored.
+        is_print = getattr(log, "__name__", "") == "print" and getattr(log, "__module__", "") == "builtins"
+        self.total, self.name_of, self.K_of = total, name_of, K_of
+        self.log = None if is_print else log
         self.done, self.t0 = 0, time.time()
+
+    def _say(self, line: str) -> None:
+        (self.log or print)(line)
 
     def _eta(self) -> float | None:
         if not self.done:
@@ -113,10 +121,10 @@ class TrialLines(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
-        self.log(trial_line(self.done, self.total, self.name_of(trial), trial.last_result or {},
-                            self.K_of(trial) if self.K_of else None, time.time() - self.t0, self._eta()))
+        self._say(trial_line(self.done, self.total, self.name_of(trial), trial.last_result or {},
+                             self.K_of(trial) if self.K_of else None, time.time() - self.t0, self._eta()))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        self.log(f"[{self.done}/{self.total}] {self.name_of(trial)} failed (see its error.txt); ETA "
-                 f"{duration(self._eta() or 0)}")
+        self._say(f"[{self.done}/{self.total}] {self.name_of(trial)} failed (see its error.txt); ETA "
+                  f"{duration(self._eta() or 0)}")

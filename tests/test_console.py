@@ -51,3 +51,18 @@ def test_the_console_log_keeps_every_line_with_a_timestamp(tmp_path, capsys):
     assert all(re.match(r"^\d\d:\d\d:\d\d ", x) for x in lines)
     assert "== ingest ==" in capsys.readouterr().out  # still on the console too
     assert isinstance(sys.stdout, TeeLog) is False  # restored
+
+
+def test_trial_lines_pickle_even_where_print_was_replaced(monkeypatch, capsys):
+    """Tune pickles its callbacks; a driver attached to a cluster had builtins.print replaced,
+    and a callback holding the original print failed to pickle (the two-node run)."""
+    import builtins
+    import operator
+    import pickle
+
+    original = builtins.print
+    cb = TrialLines(2, operator.attrgetter("name"), None, original)
+    monkeypatch.setattr(builtins, "print", lambda *a, **k: original(*a, **k))
+    again = pickle.loads(pickle.dumps(cb))
+    again.on_trial_complete(0, [], _Trial("a", 0.5))
+    assert capsys.readouterr().out.startswith("[1/2] a done: RCA 0.500")
