@@ -82,7 +82,7 @@ def train_loop(config: dict) -> None:
         feats_test = statistics(features_of(extractor, test_images))
     writer = None
     if rank == 0 and config.get("tb_dir"):  # Ray Train writes no TensorBoard logs of its own
-        from tensorboardX import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # its flush() waits for queued events (tensorboardX lost the last one)
 
         writer = SummaryWriter(config["tb_dir"])
     shard = ray.train.get_dataset_shard("train")
@@ -135,4 +135,4 @@ def train_loop(config: dict) -> None:
         if config.get("after_epoch"):  # an injected observer (tests use it to fail a worker once)
             config["after_epoch"](epoch, rank, bool(ckpt))
     if writer is not None:
-        writer.close()  # without it the last epoch's events were missing from the file
+        writer.close()
