@@ -7,6 +7,7 @@ rerun (or `--resume` after an interruption) redoes only what is missing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -48,8 +49,17 @@ class Plan:
         from raylatent.models.export import WEIGHTS
 
         if not self.digests:
-            self.digests = {k: file_digest(self.generators / k / WEIGHTS) for k in sorted(self.grid.directions.generators)}
+            self.digests = {k: file_digest(self.generators / k / WEIGHTS) for k in self.read_kinds()}
         return self.digests
+
+    def read_kinds(self) -> list[str]:
+        """The generators the later stages read from the generators stage (a search of generator
+        fields trains its own in every trial and reads only those fixed by construction)."""
+        if self.grid.search is not None:
+            from raylatent.search.run import fixed_kinds
+
+            return fixed_kinds(self.grid)
+        return sorted(self.grid.directions.generators)
 
     def resolve_directions(self, log=print) -> Path:
         self._digests()
@@ -58,10 +68,10 @@ class Plan:
             "code": DISCOVERY_VERSION}, log)
         return self.directions
 
-    def resolve_search(self, log=print) -> Path:
+    def resolve_search(self, fingerprint: str | None = None, log=print) -> Path:
         from raylatent.search.run import search_key_inputs
 
-        self.search = keyed_folder(self.run_dir, "search", search_key_inputs(self.grid, self._digests()), log)
+        self.search = keyed_folder(self.run_dir, "search", search_key_inputs(self.grid, self._digests(), fingerprint), log)
         return self.search
 
 
@@ -229,10 +239,16 @@ def _run_all(plan: Plan, args) -> int:
         from raylatent.data.ingest import load_manifest
 
         plan.resolve_generators(load_manifest(shards))
-        run_generators(shards, grid.generators, plan.generators, epoch_lines=not quiet)
+        gcfg = grid.generators
+        if grid.search is not None and grid.search.trains_generators:
+            print("generators: each search trial trains its own (search.generators); "
+                  + (f"here only the fixed {', '.join(plan.read_kinds())}" if plan.read_kinds() else "none here"))
+            gcfg = dataclasses.replace(gcfg, kinds=tuple(plan.read_kinds())) if plan.read_kinds() else None
+        if gcfg is not None:
+            run_generators(shards, gcfg, plan.generators, epoch_lines=not quiet)
     times["generators"] = t.s
     if grid.search is not None:  # a search grid: the search stage and its report instead of the grid's
-        return run_search_stage(plan, args, times)
+        return run_search_stage(plan, args, times, shards)
     n_trials = len(grid.directions.trials())
     with _stage(f"directions (Ray Tune, {n_trials} trials)") as t:
         plan.resolve_directions()
@@ -259,16 +275,18 @@ def _run_all(plan: Plan, args) -> int:
     return 0
 
 
-def run_search_stage(plan: Plan, args, times: dict) -> int:
+def run_search_stage(plan: Plan, args, times: dict, shards: Path) -> int:
     from raylatent.discovery.records import RESULTS
     from raylatent.report.search import build_search_report
     from raylatent.search.run import run_search
 
     s = plan.grid.search
     with _stage(f"search (Ray Tune, {s.algorithm}, {s.n_trials()} samples + the default, scheduler {s.scheduler})") as t:
-        plan.resolve_search()
+        from raylatent.data.ingest import load_manifest
+
+        plan.resolve_search(load_manifest(shards)["fingerprint"])
         run_search(plan.generators, plan.grid, plan.search, resume=args.resume, digests=plan.digests,
-                   verbose=1 if getattr(args, "verbose", False) else 0)
+                   verbose=1 if getattr(args, "verbose", False) else 0, shards=shards)
     times["search"] = t.s
     if not (plan.search / RESULTS).exists():
         return 1

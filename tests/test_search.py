@@ -352,15 +352,73 @@ def test_dry_run_prints_space_trials_and_asha_costs(tiny_yaml, capsys):
     assert f"{n} trials" in out and f"{c['worst_steps']:,} trial-steps" in out and f"{c['best_steps']:,} trial-steps" in out
 
 
-def test_generators_search_is_validated_but_refused_at_run(tiny_yaml, tmp_path):
-    from raylatent.search.run import run_search
+GEN_SEARCH = ["generators.kinds=[gan]", "generators.gan_width=8", "generators.epochs=2", "generators.keep_last=1",
+              "generators.batch_size=4", "generators.fid_network=fallback", "generators.fid_samples=8",
+              "generators.num_workers=1", "directions.generators=[gan]", "directions.iterations=[{steps: 20}]",
+              "search.metric=rca", "search.algorithm=random", "search.num_samples=1",
+              "search.directions={lr: {choice: [0.01]}}",
+              "search.generators={lr_gan: {loguniform: [1.0e-4, 1.0e-2]}}"]
+
+
+def test_generators_search_validation(tiny_yaml, capsys):
+    from raylatent.ablate import main
 
     with pytest.raises(ConfigError, match="search.generators.num_workers: not searchable"):
         load_grid(str(tiny_yaml), ["search.generators={num_workers: {randint: [1, 3]}}"])
-    grid = load_grid(str(tiny_yaml), ["search.generators={lr_gan: {loguniform: [1.0e-4, 1.0e-3]}}"])
-    with pytest.raises(ConfigError, match="not supported yet") as e:
-        run_search(tmp_path, grid, tmp_path / "out")
-    assert "\n" not in str(e.value) and not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="search.generators.latent_dim: not searchable"):
+        load_grid(str(tiny_yaml), ["search.generators={latent_dim: {choice: [16, 32]}}"])
+    # the phantom generator is fixed by construction: nothing of it to search
+    with pytest.raises(ConfigError, match="no generator of directions.generators \\(phantom\\) is trained") as e:
+        load_grid(str(tiny_yaml), ["search.metric=rca", "search.generators={lr_gan: {loguniform: [1.0e-4, 1.0e-3]}}"])
+    assert "\n" not in str(e.value)
+    # a range end that is not a valid generators setting (keep_last above epochs)
+    with pytest.raises(ConfigError, match="search.generators.epochs: randint value 1 is not a valid setting"):
+        load_grid(str(tiny_yaml), GEN_SEARCH[:-1] + ["search.generators={epochs: {randint: [1, 3]}}",
+                                                     "generators.keep_last=2"])
+    grid = load_grid(str(tiny_yaml), GEN_SEARCH)
+    assert grid.search.trains_generators
+    assert grid.search.default_params(grid) == {"lr": grid.directions.lr, "generators.lr_gan": grid.generators.lr_gan}
+    assert all(set(p) == {"lr", "generators.lr_gan"} for p in grid.search.random_samples())
+    assert main(["--grid", str(tiny_yaml), "--dry-run", *_sets(GEN_SEARCH)]) == 0
+    out = capsys.readouterr().out
+    assert "gan trained inside every trial" in out and "generators.lr_gan: loguniform" in out
+
+
+@pytest.mark.ray
+def test_generators_search_trains_each_samples_own_generators(tpe_run, tiny_yaml):
+    """Each trial (the default too) trains its own GAN with the sampled lr_gan in-process, then
+    runs discovery on it; the generators stage trains none; the report pastes both sections."""
+    from raylatent.models.export import WEIGHTS
+    from raylatent.search.space import DEFAULT_NAME
+    from raylatent.stages import file_digest
+
+    root, _ = tpe_run
+    assert _ablate(tiny_yaml, root / "run", root / "rep-gen", GEN_SEARCH) == 0
+    grid = load_grid(str(tiny_yaml), GEN_SEARCH)
+    rows = json.loads((root / "rep-gen" / "results.json").read_text())
+    assert len(rows) == grid.search.n_trials() + 1
+    lo, hi = grid.search.generators["lr_gan"]["loguniform"]
+    sample = next(r["trial"] for r in rows if r["trial"] != DEFAULT_NAME)  # the default's name is in every search
+    sdir = next(p for p in (root / "run" / "search").iterdir() if (p / "trials" / sample).exists())
+    digests = set()
+    for r in rows:
+        lr = r["params"]["generators.lr_gan"]
+        assert lr == grid.generators.lr_gan if r["trial"] == DEFAULT_NAME else lo <= lr <= hi
+        g = r["generators"]["gan"]
+        assert 0 <= g["chosen_epoch"] < grid.generators.epochs and g["fid"] > 0
+        export = sdir / "trials" / r["trial"] / "generators" / "gan"
+        cfg = json.loads((export / "metrics.json").read_text())["config"]
+        assert cfg["lr_gan"] == lr and cfg["num_workers"] == grid.generators.num_workers
+        digests.add(file_digest(export / WEIGHTS))
+        assert r["step"] == 20 and 0 <= r["rca"] <= 1
+    assert len(digests) == len(rows)  # every sample trained a generator of its own
+    assert not list((root / "run" / "generators").glob(f"*/gan/{WEIGHTS}"))  # the stage trained none
+    best = json.loads((root / "rep-gen" / "best.json").read_text())
+    assert best["best_generators"]["lr_gan"] == rows[0]["params"]["generators.lr_gan"]
+    assert "lr_gan" not in best["best_directions"]
+    md = (root / "rep-gen" / "SEARCH.md").read_text()
+    assert "generators:\n  lr_gan: " in md and "directions:\n  lr: " in md
+    assert "its generators (FID, chosen epoch)" in md and "trained its own generators" in md
 
 
 def test_tpe_without_optuna_is_a_one_line_error(tiny_yaml, monkeypatch):

@@ -62,10 +62,13 @@ def build_search_report(search_dir: str | os.PathLike, out: str | os.PathLike, g
     for name in ("results.json", "best.json"):
         shutil.copy(search_dir / name, out / name)
     b, d = best["best"], best["default"]
+    trained = int(any(r.get("generators") for r in rows))  # a search of generator fields: each trial trained its own
     md = [f"# raylatent search: {esc(grid_name)}", "",
           f"{len(rows)} trials (the grid's default included), metric `{metric}` ({mode}imised; the mean over "
           f"each trial's replicates: {esc(', '.join(b.get('replicates', [])) or 'the grid cells x seeds')}); "
-          f"{sum(bool(r.get('stopped_early')) for r in rows)} stopped early by the scheduler.", "",
+          f"{sum(bool(r.get('stopped_early')) for r in rows)} stopped early by the scheduler."
+          + (" Every trial trained its own generators in one process (the default too; train/local.py), so they "
+             "differ from the grid's generators stage, which trains with DDP." if trained else ""), "",
           "## Best configuration", "",
           "| | " + " | ".join(searched) + f" | {metric} | step |", "|---" * (len(searched) + 3) + "|"]
     for label, r in (("best", b), ("grid default", d)):
@@ -76,15 +79,22 @@ def build_search_report(search_dir: str | os.PathLike, out: str | os.PathLike, g
         diff = b[metric] - d[metric]
         md += ["", f"Best minus default: {diff:+.4f} {metric} (one run per replicate; the seed-to-seed spread "
                    f"at smoke scale is in README)."]
-    md += ["", "The best `directions` section, to paste into a grid:", "", "```yaml",
-           *[f"{p}: {_fmt(b['params'][p])}" for p in searched], "```", "",
+    sections: dict[str, list[str]] = {}
+    for p in searched:  # generators fields are keyed `generators.<field>` (search/space.py: Spec.key)
+        section, _, name = p.rpartition(".")
+        sections.setdefault(section or "directions", []).append(f"  {name}: {_fmt(b['params'][p])}")
+    md += ["", "The best values, to paste into a grid:", "", "```yaml",
+           *[x for sec, lines in sections.items() for x in (f"{sec}:", *lines)], "```", "",
            "## Trials, best first", "",
-           "| trial | " + " | ".join(searched) + f" | {metric} | step | stopped early |",
-           "|---" * (len(searched) + 4) + "|"]
+           "| trial | " + " | ".join(searched) + f" | {metric} | step | stopped early |"
+           + (" its generators (FID, chosen epoch) |" if trained else ""),
+           "|---" * (len(searched) + 4 + trained) + "|"]
     for r in rows:
+        gens = ", ".join(f"{k} {v['fid']:.2f} (epoch {v['chosen_epoch'] + 1})" for k, v in sorted(r.get("generators", {}).items()))
         md.append(f"| {esc(r['trial'])}{' (default)' if r.get('default') else ''} | "
                   + " | ".join(_fmt(r["params"][p]) for p in searched)
-                  + f" | {r[metric]:.4f} | {r['step']} | {'yes' if r.get('stopped_early') else ''} |")
+                  + f" | {r[metric]:.4f} | {r['step']} | {'yes' if r.get('stopped_early') else ''} |"
+                  + (f" {gens or 'stopped before training finished'} |" if trained else ""))
     params_figure(rows, searched, metric, out / "assets" / FIGURE)
     md += ["", f"## {metric} against each searched parameter", "",
            "Circles ran every step, crosses were stopped early (their metric is from the evaluation where they "

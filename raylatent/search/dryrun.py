@@ -47,13 +47,21 @@ def dry_run_search(plan, cap_batch: int = 16, log=print) -> dict:
     reps = cells(grid)
     log(f"grid {grid.name} (a search): run dir {plan.run_dir}, report {plan.report_dir}")
     log(f"1. ingest     {grid.data.path or 'built-in phantom'} -> {grid.data.size}^2 shards")
-    log(f"2. generators {', '.join(grid.generators.kinds)} (reused from the generators stage)")
+    from raylatent.search.run import fixed_kinds
+
+    trained = sorted(set(grid.directions.generators) - set(fixed_kinds(grid)))
+    if trained:
+        g = grid.generators
+        log(f"2. generators {', '.join(trained)} trained inside every trial (one process, the trial's CPUs/GPU), "
+            f"{g.epochs} epochs at the grid's values of the unsearched fields; ASHA cannot cut this part: "
+            f"a trial reports only after its generators are trained"
+            + (f"; {', '.join(fixed_kinds(grid))} from the generators stage" if fixed_kinds(grid) else ""))
+    else:
+        log(f"2. generators {', '.join(grid.generators.kinds)} (reused from the generators stage)")
     log(f"3. search     {s.algorithm}, metric {s.metric} ({s.mode}), scheduler {s.scheduler}"
         + (f" (grace {s.grace_period} evaluations, reduction factor {s.reduction_factor})" if s.scheduler == "asha" else ""))
     for x in s.specs:
         log(f"     {x.section}.{x.name}: {x.describe()}  (grid default {getattr(getattr(grid, x.section), x.name)})")
-    if s.generators:
-        log("     note: searching generators fields is not supported yet; the run will stop with an error")
     c = search_costs(grid)
     log(f"   {c['trials']} trials ({s.n_trials()} samples + the grid's default), each on {c['replicates']} "
         f"replicates ({', '.join(t.name for t in reps)}), {c['evaluations']} evaluations every {d.eval_every} steps; "
@@ -73,5 +81,6 @@ def dry_run_search(plan, cap_batch: int = 16, log=print) -> dict:
     worst_h, best_h = c["worst_steps"] * per_step / 3600, c["best_steps"] * per_step / 3600
     log(f"cost: worst case (no trial stopped) {c['worst_steps']:,} trial-steps ~ {worst_h:.2f} device-hours; "
         f"best case ({'ASHA keeps the top 1/' + str(s.reduction_factor) + ' at each rung' if s.scheduler == 'asha' else 'no scheduler: the same'}) "
-        f"{c['best_steps']:,} trial-steps ~ {best_h:.2f} device-hours (sampled batch sizes scale this)")
+        f"{c['best_steps']:,} trial-steps ~ {best_h:.2f} device-hours (sampled batch sizes scale this)"
+        + (f"; discovery only: add {c['trials']} trainings of {', '.join(trained)}, not calibrated here" if trained else ""))
     return {**c, "worst_hours": worst_h, "best_hours": best_h}

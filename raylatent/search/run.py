@@ -52,17 +52,20 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
 
     params = dict(config["trial"]["params"]) if "trial" in config else dict(config)
     name = tune.get_context().get_trial_name()
-    d = dataclasses.replace(settings["directions"], **params)  # validates the sample like a grid value
+    dir_params, gen_params = settings["search"].split(params)
+    d = dataclasses.replace(settings["directions"], **dir_params)  # validates the sample like a grid value
     cuda = torch.cuda.is_available() and d.gpus_per_trial > 0
     if not cuda:
         torch.set_num_threads(max(1, int(d.cpus_per_trial)))
     folder = Path(settings["out"]) / "trials" / name
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / PARAMS, {"trial": name, "params": params})
+    own = own_generators(settings, gen_params, folder, "cuda" if cuda else "cpu") if settings["search"].trains_generators else {}
     reps = []
     for td in settings["cells"]:
         t = Trial.from_dict(td)
-        G = _generator_from_state(t.generator, weights[t.generator], settings["generators"])
+        G = own[t.generator][0] if t.generator in own else \
+            _generator_from_state(t.generator, weights[t.generator], settings["generators"])
         cfg = DiscoveryConfig(K=t.K, deformator=t.deformator, reconstructor=t.reconstructor,
                               recon_width=d.width_for(t.reconstructor), batch=d.batch, gamma=d.gamma,
                               lr=d.lr_for(t.reconstructor), lr_directions=d.lr_directions or None,
@@ -86,7 +89,8 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
         """The record last: its presence means the trial finished."""
         write_json(folder / RECORD, {"trial": name, "params": params, **metrics, "steps": last,
                                      "evaluations": len(curve), "stopped_early": False,
-                                     "replicates": [t.name for t, *_ in reps]})
+                                     "replicates": [t.name for t, *_ in reps],
+                                     **({"generators": {k: v[1] for k, v in own.items()}} if own else {})})
 
     remaining = [s for s in targets if s > (curve[-1]["step"] if curve else 0)]
     if not remaining and curve:  # killed after its last evaluation, before its record
@@ -117,6 +121,34 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
         if target == last:
             finish(metrics)
         tune.report(metrics)
+
+
+GENERATORS = "generators"
+
+
+def own_generators(settings: dict, gen_params: dict, folder: Path, device: str) -> dict[str, tuple]:
+    """A sample's own generators, trained in this process (train/local.py) with the grid's
+    `generators` settings and the sample's values, one per trainable kind the cells use; a
+    resumed trial reuses the export or continues from its last epoch. kind -> (z -> image
+    module, {chosen_epoch, fid})."""
+    from raylatent.config import GeneratorsConfig
+    from raylatent.data.shards import load_split
+    from raylatent.models import as_generator, kind_of
+    from raylatent.models.export import load_exported
+    from raylatent.train.local import train_in_process
+
+    cfg = dataclasses.replace(GeneratorsConfig(**settings["generators_base"]), **gen_params)  # validated as at load
+    kinds = sorted({Trial.from_dict(td).generator for td in settings["cells"]})
+    kinds = [k for k in kinds if kind_of(k).trainable]
+    train = load_split(settings["shards"], "train").images
+    test = load_split(settings["shards"], "test")
+    test = test.images if len(test) else train[: cfg.fid_samples]
+    out = {}
+    for kind in kinds:
+        summary = train_in_process(kind, cfg, train, test, folder / GENERATORS, device=device)
+        G = as_generator(load_exported(folder / GENERATORS, kind)).eval().to(device)
+        out[kind] = (G, {"chosen_epoch": summary["chosen_epoch"], "fid": summary["fid"]})
+    return out
 
 
 # --------------------------------------------------------------------------- driver pieces
@@ -211,7 +243,8 @@ def finished_records(out: Path) -> dict[str, dict]:
 
 
 def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, resume: bool = True,
-               log=print, digests: dict[str, str] | None = None, verbose: int = 0) -> list[dict]:
+               log=print, digests: dict[str, str] | None = None, verbose: int = 0,
+               shards: str | os.PathLike | None = None) -> list[dict]:
     """Run the search under out/ and write out/results.json (every trial, best first) and
     out/best.json (the best configuration beside the grid's default). With `resume`, finished
     trials are kept and the searcher is told about them; without it, a stale partial run is
@@ -221,10 +254,10 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     from raylatent.tune.stage import _weights
 
     s, d = grid.search, grid.directions
-    if s.generators:
-        raise ConfigError(f"search.generators: searching {', '.join(s.generators)} is validated but not supported "
-                          f"yet (each sample would train its own generators); search directions fields only")
     out = Path(out).resolve()
+    if s.trains_generators and not shards:
+        raise ConfigError("search.generators: each sample trains its own generators and needs the data "
+                          "(run it through python -m raylatent.ablate, or pass shards=)")
     if (out / RESULTS).exists():
         log(f"search: {out / RESULTS} exists; skipping")
         return json.loads((out / RESULTS).read_text())
@@ -239,9 +272,11 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     total = s.n_trials() + 1
     if done:
         log(f"search: resuming at {out}: {len(done)} of {total} trials finished (kept, not rerun)")
-    weights, gcfg, digests = _weights(Path(generators_dir), d.generators, digests)
+    weights, gcfg, digests = _weights(Path(generators_dir), fixed_kinds(grid), digests)
     reps = cells(grid)
-    settings = {"directions": d, "generators": gcfg, "out": str(out), "cells": [t.to_dict() for t in reps]}
+    settings = {"directions": d, "generators": gcfg, "out": str(out), "cells": [t.to_dict() for t in reps],
+                "search": s, "generators_base": dataclasses.asdict(grid.generators),
+                "shards": str(Path(shards).resolve()) if shards else None}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, weights=weights, settings=settings),
                                     {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
     tc = {"metric": s.metric, "mode": s.mode, "reuse_actors": False,
@@ -257,7 +292,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     else:
         from ray.tune.search.optuna import OptunaSearch
 
-        base = OptunaSearch(space={x.name: x.to_tune() for x in s.specs_of("directions")}, metric=s.metric,
+        base = OptunaSearch(space={x.key: x.to_tune() for x in s.specs}, metric=s.metric,
                             mode=s.mode, seed=s.seed)
         told = 0
         for name, r in done.items():
@@ -314,21 +349,39 @@ def write_results(out: Path, grid, done: dict, log=print) -> list[dict]:
     best = rows[0]
     dflt = done.get(DEFAULT_NAME)
     write_json(out / BEST, {"metric": s.metric, "mode": s.mode, "best": best, "default": dflt,
-                            "searched": [x.name for x in s.specs_of("directions")],
-                            "best_directions": {**grid.to_dict()["directions"], **best["params"]}}, indent=1)
+                            "searched": [x.key for x in s.specs],
+                            "best_directions": {**grid.to_dict()["directions"], **s.split(best["params"])[0]},
+                            **({"best_generators": {**grid.to_dict()["generators"], **s.split(best["params"])[1]}}
+                               if s.trains_generators else {})}, indent=1)
     log(f"search: best {best['trial']} {s.metric}={best[s.metric]:.4f} {best['params']}"
         + (f"; the grid's default {s.metric}={dflt[s.metric]:.4f}" if dflt else ""))
     return rows
 
 
-def search_key_inputs(grid, digests: dict) -> dict:
-    """What the search folder is keyed by (scheduling settings left out)."""
+def fixed_kinds(grid) -> list[str]:
+    """The generators a search reads from the generators stage: all of the cells' generators,
+    or, when it searches generator fields, only those fixed by construction (the others each
+    trial trains)."""
+    from raylatent.models import kind_of
+
+    return [k for k in sorted(grid.directions.generators)
+            if not (grid.search.trains_generators and kind_of(k).trainable)]
+
+
+def search_key_inputs(grid, digests: dict, data: str | None = None) -> dict:
+    """What the search folder is keyed by (scheduling settings left out): the generators it
+    reads (their digests) and, when trials train their own, the data and the generator settings."""
     from raylatent.discovery import DISCOVERY_VERSION
     from raylatent.stages import science
+    from raylatent.train import GENERATORS_VERSION
 
     sd = {k: v for k, v in grid.search.to_dict().items() if k != "max_concurrent"}
-    return {"generators": digests, "settings": science("directions", grid.to_dict()["directions"]),
-            "search": sd, "code": [DISCOVERY_VERSION, SEARCH_VERSION]}
+    key = {"generators": digests, "settings": science("directions", grid.to_dict()["directions"]),
+           "search": sd, "code": [DISCOVERY_VERSION, SEARCH_VERSION]}
+    if grid.search.trains_generators:
+        key.update(data=data, trained=science("generators", grid.to_dict()["generators"]),
+                   code=key["code"] + [GENERATORS_VERSION])
+    return key
 
 
 __all__ = ["run_search", "search_trainable", "write_results"]

@@ -35,8 +35,11 @@ NOT_SEARCHED = {
     "directions": {"generators", "reconstructors", "deformators", "seeds", "iterations", "exclude",
                    "lr_by_reconstructor", "width_by_reconstructor", "eval_every", "eval_n", "cpus_per_trial",
                    "gpus_per_trial", "max_failures", "random_baseline", "baselines", "chance_pool"},
+    # latent_dim: the deformators' K are set against it; shuffle_buffer: a search trial trains in
+    # one process on a full shuffle (train/local.py), so it would change nothing
     "generators": {"kinds", "size", "num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker",
-                   "max_failures", "seed", "fid_network", "fid_weights", "fid_samples", "augment"},
+                   "max_failures", "seed", "fid_network", "fid_weights", "fid_samples", "augment",
+                   "latent_dim", "shuffle_buffer"},
 }
 SECTION_CLASS = {"directions": DirectionsConfig, "generators": GeneratorsConfig}
 DEFAULT_NAME = "search-default"
@@ -53,6 +56,12 @@ class Spec:
     name: str
     dist: str
     values: tuple
+
+    @property
+    def key(self) -> str:
+        """The sample's key: the field's name for `directions` (as the grid spells it), prefixed
+        for `generators` (`generators.lr_gan`), so the two sections never collide."""
+        return self.name if self.section == "directions" else f"{self.section}.{self.name}"
 
     @property
     def is_int(self) -> bool:
@@ -148,7 +157,7 @@ class SearchConfig:
     """What to tune, by which metric, with which searcher and scheduler."""
 
     directions: dict = field(default_factory=dict)   # field -> {distribution: args}
-    generators: dict = field(default_factory=dict)   # validated; running it is not supported yet
+    generators: dict = field(default_factory=dict)   # every sample trains its own generators (train/local.py)
     num_samples: int = 8         # sampled configurations (x the grid values' combinations, random search)
     metric: str = "rca"          # rca | ls | shift_mae | matched_cos | axes_recovered (the last two: ground truth)
     mode: str = ""               # max | min; empty = the metric's natural direction
@@ -203,6 +212,18 @@ class SearchConfig:
     def specs_of(self, section: str) -> list[Spec]:
         return [s for s in self._specs if s.section == section]
 
+    @property
+    def trains_generators(self) -> bool:
+        """Generator fields are searched: every trial (the default too, so the comparison is
+        like for like) trains its own trainable generators before discovery."""
+        return bool(self.specs_of("generators"))
+
+    def split(self, params: dict) -> tuple[dict, dict]:
+        """A sample as (directions fields, generators fields), by field name."""
+        prefix = "generators."
+        return ({k: v for k, v in params.items() if not k.startswith(prefix)},
+                {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
+
     def check(self, grid) -> None:
         """What needs the whole grid: each end of every range is a valid setting of its section
         (so no sample is rejected mid-search), a truth metric has generators that know their true
@@ -215,8 +236,14 @@ class SearchConfig:
                 except ConfigError as e:
                     raise ConfigError(f"search.{s.section}.{s.name}: {s.dist} value {v} is not a valid setting "
                                       f"({e})") from None
+        from raylatent.models.registry import kind_of
+
+        if self.trains_generators and not any(kind_of(g).trainable for g in grid.directions.generators):
+            g = self.specs_of("generators")[0]
+            raise ConfigError(f"search.generators.{g.name}: no generator of directions.generators "
+                              f"({', '.join(grid.directions.generators)}) is trained (they are fixed by construction); "
+                              f"add gan or vae to directions.generators, or search directions fields only")
         if self.metric in TRUTH_METRICS:
-            from raylatent.models.registry import kind_of
 
             blind = [g for g in grid.directions.generators if kind_of(g).truth is None]
             if blind:
@@ -237,20 +264,20 @@ class SearchConfig:
     # ------------------------------------------------------------------ samples
     def default_params(self, grid) -> dict:
         """The grid's own values of the searched fields: the configuration a search must beat."""
-        return {s.name: getattr(grid.directions, s.name) for s in self.specs_of("directions")}
+        return {s.key: getattr(getattr(grid, s.section), s.name) for s in self._specs}
 
     def random_samples(self) -> list[dict]:
         """Random search's samples, the same for the same seed (so --resume regenerates them and
         skips the finished ones): every combination of the grid values, num_samples times each."""
-        specs = self.specs_of("directions")
+        specs = self._specs
         grids = [s for s in specs if s.dist == "grid"]
         rng = np.random.default_rng(self.seed)
         out = []
         for combo in itertools.product(*[s.values for s in grids]) if grids else [()]:
             for _ in range(self.num_samples):
-                p = {s.name: s.draw(rng) for s in specs if s.dist != "grid"}
-                p.update({s.name: v for s, v in zip(grids, combo)})
-                out.append({s.name: p[s.name] for s in specs})
+                p = {s.key: s.draw(rng) for s in specs if s.dist != "grid"}
+                p.update({s.key: v for s, v in zip(grids, combo)})
+                out.append({s.key: p[s.key] for s in specs})
         return out
 
     def n_trials(self) -> int:

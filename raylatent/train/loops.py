@@ -46,6 +46,48 @@ def sample_images(G, n: int, latent_dim: int, seed: int, device) -> torch.Tensor
     return out
 
 
+def run_epoch(training, batches, cfg: GeneratorsConfig, epoch: int, gen: torch.Generator, device) -> dict:
+    """One pass over `batches` (dicts with an "image" B x H x W tensor): the kind's step with
+    the epoch's instance noise and augmentation; the mean of each loss part. Shared by the DDP
+    workers and the in-process trainer of a search trial (train/local.py), so both train alike."""
+    t0 = time.time()
+    training.modules["model"].train()
+    sigma = instance_noise_sigma(epoch, cfg.epochs, cfg.noise_start, cfg.noise_steps)
+    sums: dict[str, float] = {}
+    n_batches = 0
+    for batch in batches:
+        x = batch["image"][:, None]
+        if cfg.augment:
+            x = random_affine(x, generator=gen)
+        parts = training.step(x.to(device), sigma, gen, device)
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+        n_batches += 1
+    metrics = {k: v / max(n_batches, 1) for k, v in sums.items()}
+    metrics.update(epoch=epoch, batches=n_batches, instance_noise=sigma, epoch_s=round(time.time() - t0, 3))
+    return metrics
+
+
+class HeldOut:
+    """What every epoch is judged by: FID of samples against the test split's features (computed
+    once) and the kind's own held-out metrics; the checkpoint kept is chosen by this FID."""
+
+    def __init__(self, cfg: GeneratorsConfig, test_images: torch.Tensor, device):
+        self.cfg, self.device = cfg, device
+        self.extractor = feature_extractor(cfg.fid_network, cfg.fid_weights or None).to(device)
+        self.images = test_images[: cfg.fid_samples]
+        self.stats = statistics(features_of(self.extractor, self.images))
+
+    def measure(self, model: torch.nn.Module, training) -> tuple[dict, torch.Tensor]:
+        """The metrics and the samples they were computed on (TensorBoard shows a few)."""
+        G = as_generator(model)
+        fake = sample_images(G, len(self.images), self.cfg.latent_dim, seed=self.cfg.seed + 99, device=self.device)
+        metrics = {"fid": frechet_distance(*self.stats, *statistics(features_of(self.extractor, fake.to(self.device)))),
+                   "fid_network": self.extractor.name}
+        metrics.update(training.eval_metrics(model, self.images, self.device))
+        return metrics, fake
+
+
 def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -72,14 +114,12 @@ def train_loop(config: dict) -> None:
     training.modules = {name: ray.train.torch.prepare_model(m) for name, m in training.modules.items()}
     model = training.modules["model"]
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 17 + start)  # per-rank, per-resume
-    extractor = feats_test = None
+    held = None
     if rank == 0:
-        extractor = feature_extractor(cfg.fid_network, cfg.fid_weights or None).to(device)
         test = load_split(config["shards"], "test")
         if len(test) == 0:
             test = load_split(config["shards"], "train", limit=cfg.fid_samples)
-        test_images = test.images[: cfg.fid_samples]
-        feats_test = statistics(features_of(extractor, test_images))
+        held = HeldOut(cfg, test.images, device)
     writer = None
     if rank == 0 and config.get("tb_dir"):  # Ray Train writes no TensorBoard logs of its own
         from torch.utils.tensorboard import SummaryWriter  # its flush() waits for queued events (tensorboardX lost the last one)
@@ -87,23 +127,9 @@ def train_loop(config: dict) -> None:
         writer = SummaryWriter(config["tb_dir"])
     shard = ray.train.get_dataset_shard("train")
     for epoch in range(start, cfg.epochs):
-        t0 = time.time()
-        model.train()
-        sigma = instance_noise_sigma(epoch, cfg.epochs, cfg.noise_start, cfg.noise_steps)
-        sums: dict[str, float] = {}
-        n_batches = 0
-        for batch in epoch_batches(shard, cfg.batch_size, cfg.shuffle_buffer, cfg.seed, epoch, rank):
-            x = batch["image"][:, None]
-            if cfg.augment:
-                x = random_affine(x, generator=gen)
-            x = x.to(device)
-            parts = training.step(x, sigma, gen, device)
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_batches += 1
-        metrics = {k: v / max(n_batches, 1) for k, v in sums.items()}
-        metrics.update(epoch=epoch, batches=n_batches, instance_noise=sigma, started_at_epoch=start,
-                       epoch_s=round(time.time() - t0, 3))
+        batches = epoch_batches(shard, cfg.batch_size, cfg.shuffle_buffer, cfg.seed, epoch, rank)
+        metrics = run_epoch(training, batches, cfg, epoch, gen, device)
+        metrics["started_at_epoch"] = start
         digests = [None] * world
         if world > 1:
             torch.distributed.all_gather_object(digests, weights_digest(_unwrap(model)))
@@ -111,11 +137,8 @@ def train_loop(config: dict) -> None:
             digests = [weights_digest(_unwrap(model))]
         metrics["ranks_identical"] = len(set(digests)) == 1
         if rank == 0:
-            G = as_generator(_unwrap(model))
-            fake = sample_images(G, len(test_images), cfg.latent_dim, seed=cfg.seed + 99, device=device)
-            metrics["fid"] = frechet_distance(*feats_test, *statistics(features_of(extractor, fake.to(device))))
-            metrics["fid_network"] = extractor.name
-            metrics.update(training.eval_metrics(_unwrap(model), test_images, device))
+            held_metrics, fake = held.measure(_unwrap(model), training)
+            metrics.update(held_metrics)
             history.append(metrics)
             if writer is not None:  # steps count epochs from 1, as the console does
                 for k, v in metrics.items():
