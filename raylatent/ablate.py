@@ -114,7 +114,15 @@ def monitoring_banner(ctx, plan: Plan, log=print) -> None:
     if url:
         log(f"Ray dashboard: http://{url}  (token auth is on: `ray get-auth-token` prints the token "
             f"to paste at the login page; on a cluster use `ray dashboard cluster.yaml` to port-forward)")
-    log(f"TensorBoard:   tensorboard --logdir {plan.run_dir}")
+    log(f"TensorBoard:   tensorboard --logdir {plan.run_dir}  (generators' epochs and samples, every "
+        f"trial's curve and direction sweeps)")
+    m = plan.grid.monitor
+    if m.mlflow:
+        log(f"MLflow:        mlflow ui --backend-store-uri {m.mlflow}  (experiments {m.experiment}-<stage>)")
+    if m.wandb_project:
+        log(f"W&B:           project {m.wandb_project}, mode {m.wandb_mode}"
+            + (f"; offline runs land in wandb/offline-run-* folders under {plan.run_dir} (`wandb sync` "
+               f"uploads them)" if m.wandb_mode == "offline" else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +253,7 @@ def _run_all(plan: Plan, args) -> int:
                   + (f"here only the fixed {', '.join(plan.read_kinds())}" if plan.read_kinds() else "none here"))
             gcfg = dataclasses.replace(gcfg, kinds=tuple(plan.read_kinds())) if plan.read_kinds() else None
         if gcfg is not None:
-            run_generators(shards, gcfg, plan.generators, epoch_lines=not quiet)
+            run_generators(shards, gcfg, plan.generators, epoch_lines=not quiet, monitor=grid.monitor)
     times["generators"] = t.s
     if grid.search is not None:  # a search grid: the search stage and its report instead of the grid's
         return run_search_stage(plan, args, times, shards)
@@ -254,7 +262,7 @@ def _run_all(plan: Plan, args) -> int:
         plan.resolve_directions()
         records = run_directions(plan.generators, grid.directions, plan.directions, resume=args.resume,
                                  shards=str(shards), digests=plan.digests, verbose=1 if verbose else 0,
-                                 trial_lines=not quiet)
+                                 trial_lines=not quiet, monitor=grid.monitor)
         if (plan.directions / RESULTS).exists():
             plan.renders = render_for_report(plan.generators, plan.directions, shards, grid.report.shifts,
                                              grid.report.z_direction)

@@ -323,6 +323,64 @@ class ReportConfig:
                 raise ConfigError(f"report.{name}: {getattr(self, name)} (must be at least 1)")
 
 
+# --------------------------------------------------------------------------- monitoring
+# the optional packages behind each tracker, and the extra that installs them
+MONITOR_EXTRAS = {"mlflow": ("mlflow", "mlflow"), "wandb_project": ("wandb", "wandb")}
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _mlflow_uri(uri: str) -> str:
+    """An MLflow tracking URI with any local path made absolute: Tune logs from the driver but
+    Train from its controller actor, whose working directory may differ, so `file:./mlruns`
+    must name the same folder in both."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https", "sqlite", "databricks", "postgresql", "mysql"):
+        return uri
+    if scheme == "file":
+        path = urlparse(uri).path or "."
+    elif scheme and len(scheme) > 1:  # a Windows drive letter parses as a one-letter scheme
+        raise ConfigError(f"monitor.mlflow {uri!r}: a file: URI or a folder (offline), sqlite:///FILE, or an "
+                          f"http(s):// tracking server")
+    else:
+        path = uri
+    return Path(path).expanduser().resolve().as_uri()
+
+
+@dataclass
+class MonitorConfig:
+    """Where a run reports besides its own files: TensorBoard always (under RUN_DIR, one command
+    shows every stage); MLflow and Weights & Biases only when asked, through Ray's own Tune
+    callbacks and a Train callback. Nothing here changes what a stage computes, so no stage key
+    holds it."""
+
+    mlflow: str = ""             # tracking URI (file:./mlruns works offline); empty = off
+    experiment: str = ""         # MLflow experiment / W&B group prefix; empty = the grid's name
+    wandb_project: str = ""      # empty = off
+    wandb_mode: str = "offline"  # offline never touches the network (`wandb sync` uploads later)
+    sweep_directions: int = 4    # directions per TensorBoard sweep image of a Tune trial (0 = none)
+    sweep_latents: int = 1       # latents per sweep (one image each)
+
+    def __post_init__(self) -> None:
+        import importlib.util
+
+        if self.wandb_mode not in WANDB_MODES:
+            raise ConfigError(f"monitor.wandb_mode {self.wandb_mode!r}: one of {', '.join(WANDB_MODES)} "
+                              f"(offline never uses the network)")
+        _check_ranges(self, "monitor", {"sweep_directions": (0, 64), "sweep_latents": (1, 16)})
+        for name, (module, extra) in MONITOR_EXTRAS.items():
+            if getattr(self, name) and importlib.util.find_spec(module) is None:
+                raise ConfigError(f"monitor.{name}: the {module} package is not installed; "
+                                  f"pip install 'raylatent[{extra}]' (or leave monitor.{name} empty)")
+        if self.mlflow:
+            self.mlflow = _mlflow_uri(self.mlflow)
+
+    @property
+    def trackers(self) -> list[str]:
+        return [n for n, on in (("mlflow", self.mlflow), ("wandb", self.wandb_project)) if on]
+
+
 GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -334,6 +392,7 @@ class Grid:
     directions: DirectionsConfig = field(default_factory=DirectionsConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     search: object = None        # a raylatent.search.space.SearchConfig, or None: no search (a plain grid)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.name, str) and GRID_NAME.fullmatch(self.name) and ".." not in self.name):
@@ -357,6 +416,8 @@ class Grid:
                                   f"need K = latent_dim = {self.generators.latent_dim})")
         if self.search is not None:
             self.search.check(self)
+        if not self.monitor.experiment:
+            self.monitor.experiment = self.name
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -9,10 +9,10 @@ from pathlib import Path
 import yaml
 
 from raylatent.config import (GRIDS_DIR, ConfigError, DataConfig, DirectionsConfig, GeneratorsConfig, Grid,
-                              ReportConfig, _is_number)
+                              MonitorConfig, ReportConfig, _is_number)
 
 _SECTIONS = {"data": DataConfig, "generators": GeneratorsConfig, "directions": DirectionsConfig,
-             "report": ReportConfig}
+             "report": ReportConfig, "monitor": MonitorConfig}
 
 
 def _build(cls, values: dict, where: str):
@@ -86,7 +86,7 @@ def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
     gen_tree = dict(tree.get("generators", {}) or {})
     gen_tree.setdefault("size", data.size)
     sections = {"data": data, "generators": _build(GeneratorsConfig, gen_tree, "generators")}
-    for name in ("directions", "report"):
+    for name in ("directions", "report", "monitor"):
         sections[name] = _build(_SECTIONS[name], tree.get(name, {}) or {}, name)
     if tree.get("search") is not None:  # optional: a grid without it is a plain grid
         from raylatent.search.space import SearchConfig

@@ -40,6 +40,23 @@ def fail_after_epoch_1(epoch: int, rank: int, resumed: bool) -> None:
         raise RuntimeError("injected failure after epoch 1 (test)")
 
 
+@_by_value
+def stop_after_epoch_1(epoch: int, rank: int, resumed: bool) -> None:
+    if epoch == 1 and rank == 0:
+        raise RuntimeError("injected interruption after epoch 1 (test)")
+
+
+def _monitor(shards):
+    """MLflow in a local file store when installed (the VAE's run is tracked), else nothing."""
+    import importlib.util
+
+    from raylatent.config import MonitorConfig
+
+    if importlib.util.find_spec("mlflow") is None:
+        return None
+    return MonitorConfig(mlflow=f"file:{shards}/mlruns", experiment="train-test")
+
+
 @pytest.fixture(scope="module")
 def trained(shards):
     out = shards / "gens"
@@ -47,7 +64,8 @@ def trained(shards):
 
     # the GAN run loses a worker after epoch 1: FailureConfig restarts it from the checkpoint
     gan = tg("gan", shards / "shards", GeneratorsConfig(**TINY), out, after_epoch=fail_after_epoch_1, log=lambda *_: None)
-    summaries = run_generators(shards / "shards", GeneratorsConfig(**TINY), out, log=lambda *_: None)
+    summaries = run_generators(shards / "shards", GeneratorsConfig(**TINY), out, log=lambda *_: None,
+                               monitor=_monitor(shards))
     assert summaries["gan"] == gan  # already done: skipped, same record
     return out, summaries
 
@@ -97,11 +115,40 @@ def test_vae_reconstruction_error_falls(trained):
     assert mse[-1] < mse[0]
 
 
-def test_interrupted_training_resumes_at_the_next_epoch(trained, shards):
+def test_exported_generators_leave_no_ray_train_checkpoints(trained):
+    """Once a kind is exported with its metrics a rerun skips it: its Ray Train run (keep_last full
+    states with optimisers) is deleted, the export and TensorBoard events stay."""
     out, summaries = trained
-    (out / "vae" / "metrics.json").unlink()  # the export, not the Ray Train run
-    longer = GeneratorsConfig(**{**TINY, "epochs": 4})
-    s = train_generator("vae", shards / "shards", longer, out, log=lambda *_: None)
-    assert [h["epoch"] for h in s["history"]] == [0, 1, 2, 3]
-    assert s["history"][-1]["started_at_epoch"] == 3
-    assert json.loads((out / "vae" / "metrics.json").read_text())["chosen_epoch"] in (2, 3)
+    assert not (out / "ray_train").exists()
+    for kind in ("gan", "vae"):
+        assert (out / kind / "metrics.json").exists() and (out / kind / "generator.pt").exists()
+        assert any((out / "tensorboard" / kind).iterdir())
+
+
+def test_vae_epochs_reach_mlflow_through_the_train_callback(trained, shards, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason="mlflow not installed (pip install 'raylatent[mlflow]')")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # to read it here (the controller set it for itself)
+    out, summaries = trained
+    m = _monitor(shards)
+    mlflow.set_tracking_uri(m.mlflow)
+    (run,) = mlflow.search_runs(experiment_names=["train-test-generators"], output_format="list")
+    assert run.info.run_name == "train-vae" and run.info.status == "FINISHED"
+    fid = mlflow.tracking.MlflowClient(m.mlflow).get_metric_history(run.info.run_id, "fid")
+    epochs = [h["epoch"] + 1 for h in summaries["vae"]["history"]]
+    assert sorted(x.step for x in fid) == epochs  # one point per epoch, counted from 1
+    assert [x.value for x in sorted(fid, key=lambda x: x.step)] == [h["fid"] for h in summaries["vae"]["history"]]
+
+
+def test_interrupted_training_resumes_at_the_next_epoch(shards):
+    """A run stopped after epoch 1 (no retries left) keeps its Ray Train checkpoints; the rerun
+    continues at epoch 2 from them, exports, and only then deletes them."""
+    out = shards / "gens-interrupted"
+    cfg = GeneratorsConfig(**{**TINY, "max_failures": 0})
+    with pytest.raises(Exception):
+        train_generator("vae", shards / "shards", cfg, out, after_epoch=stop_after_epoch_1, log=lambda *_: None)
+    assert not (out / "vae" / "metrics.json").exists() and any((out / "ray_train" / "train-vae").glob("checkpoint_*"))
+    s = train_generator("vae", shards / "shards", cfg, out, log=lambda *_: None)
+    assert [h["epoch"] for h in s["history"]] == list(range(cfg.epochs))
+    assert [h["started_at_epoch"] for h in s["history"]] == [0, 0, 2]
+    assert json.loads((out / "vae" / "metrics.json").read_text())["chosen_epoch"] in (1, 2)
+    assert not (out / "ray_train").exists()

@@ -26,6 +26,22 @@ def save_checkpoint(disc: Discovery, folder: str | os.PathLike) -> Path:
     return folder / CKPT
 
 
+def slim_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """A finished run's checkpoint without its optimiser states (two thirds of it with Adam):
+    what the trained A and R need to be measured again, not what further steps would. Called
+    once the run's record exists, since a run with a record is never resumed."""
+    path = Path(folder) / CKPT
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("opt_R") is None and not state.get("opt_A"):
+        return path
+    tmp = path.with_name(f".{CKPT}.{os.getpid()}")
+    torch.save({**state, "opt_R": None, "opt_A": None}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def load_checkpoint(disc: Discovery, folder: str | os.PathLike) -> bool:
     path = Path(folder) / CKPT
     if not path.exists():

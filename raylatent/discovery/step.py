@@ -111,8 +111,9 @@ class Discovery:
     def load_state_dict(self, s: dict) -> None:
         self.A.load_state_dict(s["A"])
         self.R.load_state_dict(s["R"])
-        self.opt_R.load_state_dict(s["opt_R"])
-        if self.opt_A:
+        if s.get("opt_R") is not None:  # None: a finished run's slimmed checkpoint (runner.slim_checkpoint)
+            self.opt_R.load_state_dict(s["opt_R"])
+        if self.opt_A and s.get("opt_A"):
             self.opt_A.load_state_dict(s["opt_A"])
         self.step_count = int(s["step"])
         self.gen.set_state(s["rng"])

@@ -44,7 +44,7 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
 
     from raylatent.discovery.evaluate import evaluate
     from raylatent.discovery.export import save_directions
-    from raylatent.discovery.runner import load_checkpoint, save_checkpoint
+    from raylatent.discovery.runner import load_checkpoint, save_checkpoint, slim_checkpoint
     from raylatent.discovery.step import Discovery, DiscoveryConfig
     from raylatent.interpret.reading import truth_of
     from raylatent.interpret.truth import truth_scores
@@ -86,11 +86,14 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
         return {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
 
     def finish(metrics: dict) -> None:
-        """The record last: its presence means the trial finished."""
+        """The record last: its presence means the trial finished (then the replicates'
+        checkpoints drop their optimiser states: a trial with a record never resumes)."""
         write_json(folder / RECORD, {"trial": name, "params": params, **metrics, "steps": last,
                                      "evaluations": len(curve), "stopped_early": False,
                                      "replicates": [t.name for t, *_ in reps],
                                      **({"generators": {k: v[1] for k, v in own.items()}} if own else {})})
+        for _, _, sub, _ in reps:
+            slim_checkpoint(sub)
 
     remaining = [s for s in targets if s > (curve[-1]["step"] if curve else 0)]
     if not remaining and curve:  # killed after its last evaluation, before its record
@@ -190,6 +193,17 @@ def _stopped_record(folder: Path) -> dict | None:
     return {"trial": p["trial"], "params": p["params"], **last, "evaluations": len(curve), "stopped_early": True}
 
 
+def _write_stopped(folder: Path, rec: dict) -> None:
+    """A stopped trial's record, then its replicates' checkpoints without optimiser states (it
+    is never resumed once it has a record)."""
+    from raylatent.discovery.runner import slim_checkpoint
+
+    write_json(folder / RECORD, rec)
+    for sub in folder.iterdir():
+        if sub.is_dir():
+            slim_checkpoint(sub)
+
+
 def _callback(out: Path):
     from ray.tune import Callback
 
@@ -202,7 +216,7 @@ def _callback(out: Path):
             if not (folder / RECORD).exists():
                 rec = _stopped_record(folder)
                 if rec is not None:
-                    write_json(folder / RECORD, rec)
+                    _write_stopped(folder, rec)
 
     return StoppedEarly()
 
@@ -317,19 +331,21 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
                                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     if todo:
         from raylatent.console import TrialLines
+        from raylatent.monitor import tune_callbacks
 
         name = EXPERIMENT if not (out / EXPERIMENT).exists() else f"{EXPERIMENT}-{time.strftime('%Y%m%d-%H%M%S')}"
         tuner = tune.Tuner(trainable, param_space=param_space,
                            tune_config=tune.TuneConfig(trial_name_creator=names, trial_dirname_creator=names, **tc),
                            run_config=tune.RunConfig(name=name, storage_path=str(out), verbose=verbose,
-                                                     callbacks=[_callback(out), TrialLines(len(todo), str, None, log)],
+                                                     callbacks=[_callback(out), TrialLines(len(todo), str, None, log),
+                                                                *tune_callbacks(getattr(grid, "monitor", None), "search")],
                                                      failure_config=tune.FailureConfig(max_failures=d.max_failures)))
         for res in tuner.fit():
             folder = out / "trials" / Path(res.path).name
             if res.error:
                 log(f"search: trial {folder.name} failed: {str(res.error).splitlines()[0]}")
             elif not (folder / RECORD).exists() and (rec := _stopped_record(folder)) is not None:
-                write_json(folder / RECORD, rec)
+                _write_stopped(folder, rec)
     done = finished_records(out)
     if len(done) < total:
         log(f"search: {total - len(done)} of {total} trials did not finish; rerun with --resume (finished ones are kept)")

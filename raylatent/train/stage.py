@@ -1,5 +1,9 @@
 """The `generators` stage: train the DCGAN and the VAE with Ray Train, keep the best-FID
-checkpoint of the last N epochs, write it as a plain weights file with its metrics."""
+checkpoint of the last N epochs, write it as a plain weights file with its metrics.
+
+The Ray Train run (`ray_train/train-<kind>/`, the last N epochs' full states with optimisers) is
+what an interrupted training resumes from; once the chosen epoch is exported with its metrics,
+a rerun skips the kind, so the run is deleted."""
 from __future__ import annotations
 
 import json
@@ -10,12 +14,13 @@ from pathlib import Path
 
 import torch
 
-from raylatent.config import ConfigError, GeneratorsConfig
+from raylatent.config import ConfigError, GeneratorsConfig, MonitorConfig
 from raylatent.data.ingest import load_manifest
 from raylatent.models.export import WEIGHTS, load_exported, save_generator
 from raylatent.train.loops import HISTORY, STATE, train_loop
 
 METRICS = "metrics.json"
+RAY_TRAIN = "ray_train"  # Ray Train's runs, one per kind: kept only until the kind is exported
 
 
 def pick_best(candidates: list[tuple[object, dict]]) -> tuple[object, dict]:
@@ -44,6 +49,26 @@ def _progress_callback(kind: str, epochs: int):
     return EpochLine()
 
 
+def _tracker_callback(kind: str, epochs: int, monitor: MonitorConfig, folder: Path):
+    """Each epoch's metrics to MLflow / W&B (monitor: in the grid). Train v2 runs no Tune
+    callbacks, so this is a Train `UserCallback`: it runs in the controller, which outlives
+    restarted workers, so a retried epoch lands in the same tracker run."""
+    from ray.train import UserCallback
+
+    from raylatent.monitor import EpochTracker
+
+    class Tracked(UserCallback):
+        def __init__(self):
+            self.tracker = EpochTracker(monitor, kind, epochs, str(folder.resolve()))
+
+        def after_report(self, run_context, metrics, checkpoint):
+            m = metrics[0] if metrics else {}
+            if "fid" in m:  # rank 0's report
+                self.tracker.log(m)
+
+    return Tracked()
+
+
 def _train_dataset(shards, cfg: GeneratorsConfig, in_memory_limit: int = 1 << 30):
     """The train split as a Ray Dataset; materialised in the object store when small, which
     cut the per-epoch start of the streaming read (~1.4 s here) that dominated short epochs."""
@@ -55,10 +80,12 @@ def _train_dataset(shards, cfg: GeneratorsConfig, in_memory_limit: int = 1 << 30
 
 
 def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig, out: Path,
-                    after_epoch=None, log=print, epoch_lines: bool = True) -> dict:
+                    after_epoch=None, log=print, epoch_lines: bool = True,
+                    monitor: MonitorConfig | None = None) -> dict:
     """Train one generator (resuming its Ray Train run if one exists) and export the chosen
-    checkpoint to out/<kind>/. `after_epoch(epoch, rank, resumed)`, if given, runs on every worker
-    after each epoch's report (it must be picklable)."""
+    checkpoint to out/<kind>/, then delete the Ray Train run (resume no longer needs it).
+    `after_epoch(epoch, rank, resumed)`, if given, runs on every worker after each epoch's report
+    (it must be picklable). `monitor`: opt-in MLflow / W&B tracking of every epoch."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -81,10 +108,11 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
                            "tb_dir": str((out / "tensorboard" / kind).resolve())},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
-        run_config=RunConfig(name=f"train-{kind}", storage_path=str((out / "ray_train").resolve()),
+        run_config=RunConfig(name=f"train-{kind}", storage_path=str((out / RAY_TRAIN).resolve()),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last),
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             callbacks=[_progress_callback(kind, cfg.epochs)] if epoch_lines else [],
+                             callbacks=([_progress_callback(kind, cfg.epochs)] if epoch_lines else [])
+                             + ([_tracker_callback(kind, cfg.epochs, monitor, out)] if monitor and monitor.trackers else []),
                              # "Checkpoint successfully created" per worker per epoch: the driver's
                              # own epoch line says enough
                              logging_config=LoggingConfig(log_level="WARNING")),
@@ -107,13 +135,18 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
     (tmp / METRICS).write_text(json.dumps(summary, indent=1))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
+    # exported with its metrics: a rerun skips this kind, so the run's checkpoints (keep_last full
+    # states with optimisers, ~5x the export each) serve nothing any more
+    shutil.rmtree(out / RAY_TRAIN / f"train-{kind}", ignore_errors=True)
+    if (out / RAY_TRAIN).is_dir() and not any((out / RAY_TRAIN).iterdir()):
+        (out / RAY_TRAIN).rmdir()
     log(f"generators: {kind} chose epoch {summary['chosen_epoch'] + 1}/{cfg.epochs} (FID {summary['fid']:.2f}, "
         f"{summary['fid_network']})")
     return json.loads((dest / METRICS).read_text())  # the same record a skipped rerun returns
 
 
 def run_generators(shards: str | os.PathLike, cfg: GeneratorsConfig, out: str | os.PathLike,
-                   log=print, epoch_lines: bool = True) -> dict[str, dict]:
+                   log=print, epoch_lines: bool = True, monitor: MonitorConfig | None = None) -> dict[str, dict]:
     out = Path(out)
     if cfg.fid_weights:  # checked on the driver (one line), not in a Ray worker (a traceback)
         from raylatent.metrics.fid import load_fid_weights
@@ -122,7 +155,7 @@ def run_generators(shards: str | os.PathLike, cfg: GeneratorsConfig, out: str | 
     out.mkdir(parents=True, exist_ok=True)
     from raylatent.models import kind_of
 
-    return {kind: train_generator(kind, shards, cfg, out, log=log, epoch_lines=epoch_lines)
+    return {kind: train_generator(kind, shards, cfg, out, log=log, epoch_lines=epoch_lines, monitor=monitor)
             if kind_of(kind).trainable else write_fixed_generator(kind, shards, cfg, out, log=log)
             for kind in cfg.kinds}
 

@@ -2,9 +2,11 @@
 
 Generator weights go once into the object store (`tune.with_parameters`, numpy arrays), never
 into `param_space`. Each trial reports held-out RCA and Ls to Tune every `eval_every` steps
-(TensorBoard event files come from Tune's tensorboardX logger) and keeps its own state in
-`trials/<name>/`: a weights-only checkpoint, its directions, its curve and, when done, its labels
-and record. A failed trial is retried from that checkpoint, and `--resume` reruns only the trials
+(Tune's tensorboardX logger writes them under `tune/<name>/`; the trial itself writes its curve
+and a sweep image of a few directions to `tensorboard/<name>/`, and MLflow / W&B runs when the
+grid's `monitor:` asks) and keeps its own state in `trials/<name>/`: a weights-only checkpoint,
+its directions, its curve and, when done, its labels and record. A finished trial's checkpoint
+keeps only the trained A and R (what re-measuring its numbers needs), not the optimiser states. A failed trial is retried from that checkpoint, and `--resume` reruns only the trials
 without a record, never restoring Tune's pickled experiment state. On a multi-node cluster the run
 directory must be on storage every node shares (as Tune's own storage_path requires).
 Results land in `results.json`, one record per trial.
@@ -20,16 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raylatent.config import DirectionsConfig
+from raylatent.config import DirectionsConfig, MonitorConfig
 from raylatent.discovery.evaluate import evaluate
 from raylatent.discovery.export import save_directions
 from raylatent.discovery.records import (CURVE, DIRECTIONS, LABELS, NO_RECONSTRUCTOR, RECORD, RESULTS, Trial,
                                          TrialRecord, finished, folder_of, read_json, record_of, write_json)
-from raylatent.discovery.runner import load_checkpoint, run, save_checkpoint
+from raylatent.discovery.runner import load_checkpoint, run, save_checkpoint, slim_checkpoint
 from raylatent.discovery.step import Discovery, DiscoveryConfig
 from raylatent.interpret.reading import label_directions, truth_of, z_regressor
 
 EXPERIMENT = "tune"
+TENSORBOARD = "tensorboard"  # the trials' own event files (curves, direction sweeps), one folder each
 CURVE_KEYS = ("step", "rca", "ls", "shift_mae", "train_rca", "loss")
 CHANCE = "chance.json"
 __all__ = ["RESULTS", "run_directions", "directions_trainable", "z_regressor"]
@@ -76,26 +79,71 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
         return {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
 
     def finish(metrics: dict) -> dict:
-        """Say what each direction does, then write the record (last: it marks the trial done)."""
+        """Say what each direction does, then write the record (last: it marks the trial done)
+        and drop the optimiser states from the checkpoint: a trial with a record never resumes."""
         write_json(folder / LABELS, label_directions(G, arrays(), zreg, truth_of(t.generator, G)))
         metrics = {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id}
         write_json(folder / RECORD, metrics)
+        slim_checkpoint(folder)
         return metrics
+
+    board = _Board(settings.get("monitor"), settings.get("tensorboard"), t, G, d.shift_scale)
 
     def report(metrics: dict, _checkpointed: bool) -> None:
         save_directions(folder / DIRECTIONS, arrays(), {**cfg.to_dict(), **t.to_dict(), **provenance})
         curve.append({k: metrics[k] for k in CURVE_KEYS})
         write_json(folder / CURVE, curve)  # before the checkpoint: a kill in between re-evaluates, never skips
         save_checkpoint(disc, folder)
+        board.log(metrics, arrays())
         final = metrics["step"] >= t.steps
         tune.report(finish(metrics) if final else {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id})
         if settings.get("after_report"):  # an injected observer (tests use it to fail a trial once)
             settings["after_report"](metrics, resumed)
 
-    if disc.step_count >= t.steps:  # killed after its last checkpoint, before its record
-        tune.report(finish(curve[-1] if curve else {"step": disc.step_count, **evaluate(disc, n=d.eval_n)}))
-        return
-    run(disc, t.steps, eval_every=min(d.eval_every, t.steps), eval_n=d.eval_n, on_report=report)
+    try:
+        if disc.step_count >= t.steps:  # killed after its last checkpoint, before its record
+            tune.report(finish(curve[-1] if curve else {"step": disc.step_count, **evaluate(disc, n=d.eval_n)}))
+            return
+        run(disc, t.steps, eval_every=min(d.eval_every, t.steps), eval_n=d.eval_n, on_report=report)
+    finally:  # a trial's process may end right after: what was logged must be on disk first
+        board.close()
+
+
+class _Board:
+    """A trial's own TensorBoard run (`<out>/tensorboard/<trial>/`): its curve as scalars and, at
+    every evaluation, a sweep image per latent (the first few directions over -shift..+shift).
+    Tune's tensorboardX logger has only the scalars, under `tune/`; this adds what the
+    directions look like while they train. Off when `folder` is None (a caller without one)."""
+
+    def __init__(self, monitor: MonitorConfig | None, folder: str | None, t: Trial, G, shift_scale: float):
+        self.writer = None
+        if folder is None:
+            return
+        from torch.utils.tensorboard import SummaryWriter  # flush() waits for queued events (tensorboardX did not)
+
+        from raylatent.monitor import sweep_latents
+
+        monitor = monitor or MonitorConfig()
+        self.writer, self.G, self.shift_scale = SummaryWriter(str(Path(folder) / t.name)), G, shift_scale
+        self.n_dirs = monitor.sweep_directions
+        self.z = sweep_latents(G.latent_dim, monitor.sweep_latents, t.seed)
+
+    def log(self, metrics: dict, arrays: dict) -> None:
+        if self.writer is None:
+            return
+        from raylatent.monitor import sweep_images
+
+        step = int(metrics["step"])
+        for k in CURVE_KEYS[1:]:
+            self.writer.add_scalar(f"directions/{k}", float(metrics[k]), step)
+        if self.n_dirs:
+            for i, img in enumerate(sweep_images(self.G, arrays, self.z, self.shift_scale, self.n_dirs)):
+                self.writer.add_image(f"sweep/z{i}", img, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _weights(generators_dir: Path, kinds, digests: dict | None = None) -> tuple[dict, dict, dict]:
@@ -117,12 +165,13 @@ def _weights(generators_dir: Path, kinds, digests: dict | None = None) -> tuple[
 def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: str | os.PathLike,
                    resume: bool = True, after_report=None, shards: str | None = None,
                    log=print, digests: dict[str, str] | None = None, verbose: int = 0,
-                   trial_lines: bool = True) -> list[dict]:
+                   trial_lines: bool = True, monitor: MonitorConfig | None = None) -> list[dict]:
     """Run the trials under out/ (with `resume`, only those without a finished record, each from
     its own last checkpoint); write out/results.json. One console line per finished trial (with
     `verbose` >= 1 also Tune's own status table). `digests`: the generators' weight digests
     when the caller has them (ablate's Plan keys the stage folder by them), else they are hashed. `after_report(metrics, resumed)`, if given,
-    runs in every trial after each report (it must be picklable). What each generator needs once
+    runs in every trial after each report (it must be picklable). `monitor`: the sweeps' size and
+    the opt-in MLflow / W&B trackers (defaults: sweeps, no trackers). What each generator needs once
     (the chance pool, the closed-form methods) runs as Ray tasks beside the trials.
 
     Resuming reads only what the trials wrote themselves (JSON, npz without pickles and
@@ -132,6 +181,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     from ray import tune
 
     from raylatent.console import TrialLines
+    from raylatent.monitor import tune_callbacks
 
     out = Path(out).resolve()
     if (out / RESULTS).exists():
@@ -145,7 +195,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             log(f"directions: restoring the interrupted experiment at {out}: {len(done)} of {len(trials)} trials "
                 f"finished, the others continue from their last checkpoint")
     else:
-        for stale in ("trials", CHANCE, *(p.name for p in out.glob(f"{EXPERIMENT}*"))):
+        for stale in ("trials", CHANCE, TENSORBOARD, *(p.name for p in out.glob(f"{EXPERIMENT}*"))):
             if (out / stale).is_dir():
                 shutil.rmtree(out / stale)
             elif (out / stale).exists():
@@ -165,7 +215,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         f"({d.chance_pool} random directions){' and the closed-form methods' if d.baselines else ''} beside them")
     if todo:
         settings = {"directions": d, "generators": gcfg, "digests": digests, "after_report": after_report,
-                    "out": str(out)}
+                    "out": str(out), "monitor": monitor, "tensorboard": str(out / TENSORBOARD)}
         trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg,
                                                              settings=settings),
                                         {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
@@ -176,7 +226,8 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
                                         trial_dirname_creator=_tune_name, trial_name_creator=_tune_name),
             run_config=tune.RunConfig(name=name, storage_path=str(out), verbose=verbose,
-                                      callbacks=[TrialLines(len(todo), _tune_name, _tune_K, log if trial_lines else (lambda *_: None))],
+                                      callbacks=[TrialLines(len(todo), _tune_name, _tune_K, log if trial_lines else (lambda *_: None)),
+                                                 *tune_callbacks(monitor, "directions")],
                                       failure_config=tune.FailureConfig(max_failures=d.max_failures)),
         ).fit()
         for res in grid:

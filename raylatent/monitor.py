@@ -1,0 +1,132 @@
+"""Monitoring besides a run's own files: direction sweeps for TensorBoard, and the opt-in MLflow
+and Weights & Biases trackers (`monitor:` in a grid, `raylatent.config.MonitorConfig`).
+
+Tune stages use Ray's own `MLflowLoggerCallback` / `WandbLoggerCallback`. Ray Train v2 takes no
+Tune callbacks, so the generators stage logs each epoch from a Train `UserCallback` (it runs in
+the Train controller, which outlives restarted workers) through `EpochTracker` below. Offline by
+default: MLflow writes a local store (`file:` URIs need `MLFLOW_ALLOW_FILE_STORE` since MLflow 3,
+set here), W&B runs with `mode=offline` (and `WANDB_MODE`, which Ray checks before asking for an
+API key), and `wandb sync` uploads later if wanted.
+"""
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import urlparse
+
+import torch
+
+from raylatent.config import MonitorConfig
+
+SWEEP_SHIFTS = 5  # columns of a sweep image: -shift_scale .. +shift_scale
+
+
+def prepare_env(cfg: MonitorConfig) -> None:
+    """Environment the trackers read in this process (the driver, or Train's controller)."""
+    if cfg.mlflow and urlparse(cfg.mlflow).scheme == "file":
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses its file store otherwise
+    if cfg.wandb_project:
+        os.environ["WANDB_MODE"] = cfg.wandb_mode  # Ray skips its API-key check only when offline/disabled
+        os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def tune_callbacks(cfg: MonitorConfig | None, stage: str) -> list:
+    """Ray Tune's own tracker callbacks for a Tune stage (`directions`, `search`): one MLflow run
+    / W&B run per trial, named like the trial, in the experiment `<experiment>-<stage>`."""
+    if cfg is None or not cfg.trackers:
+        return []
+    prepare_env(cfg)
+    name = f"{cfg.experiment}-{stage}"
+    out = []
+    if cfg.mlflow:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        out.append(MLflowLoggerCallback(tracking_uri=cfg.mlflow, experiment_name=name,
+                                        tags={"stage": stage}, save_artifact=False))
+    if cfg.wandb_project:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        # the logging actor runs in the trial's folder: offline runs land in <trial>/wandb/
+        out.append(WandbLoggerCallback(project=cfg.wandb_project, group=name, mode=cfg.wandb_mode))
+    return out
+
+
+class EpochTracker:
+    """One MLflow run and/or W&B run for one trained generator, one step per epoch (counted
+    from 1, as the console and TensorBoard do). Picklable until the first `log` (Ray ships it to
+    the Train controller inside a callback); the clients are made there, on first use."""
+
+    def __init__(self, cfg: MonitorConfig, kind: str, epochs: int, folder: str | None = None):
+        self.cfg, self.kind, self.epochs, self.folder = cfg, kind, epochs, folder  # folder: W&B's offline files
+        self._mlflow = self._wandb = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_mlflow": None, "_wandb": None}
+
+    def _start(self) -> None:
+        prepare_env(self.cfg)
+        name, stage = f"train-{self.kind}", f"{self.cfg.experiment}-generators"
+        if self.cfg.mlflow and self._mlflow is None:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(self.cfg.mlflow)
+            exp = client.get_experiment_by_name(stage)
+            exp_id = exp.experiment_id if exp else client.create_experiment(stage)
+            run = client.create_run(exp_id, run_name=name, tags={"stage": "generators", "kind": self.kind})
+            self._mlflow = (client, run.info.run_id)
+        if self.cfg.wandb_project and self._wandb is None:
+            import wandb
+
+            self._wandb = wandb.init(project=self.cfg.wandb_project, group=stage, name=name, mode=self.cfg.wandb_mode,
+                                     dir=self.folder, reinit=True, config={"kind": self.kind, "epochs": self.epochs})
+
+    def log(self, metrics: dict) -> None:
+        scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        step = int(metrics["epoch"]) + 1
+        self._start()
+        if self._mlflow:
+            from mlflow.entities import Metric
+
+            client, run_id = self._mlflow
+            ts = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v in scalars.items()])
+        if self._wandb:
+            self._wandb.log(scalars, step=step)
+        if step >= self.epochs:  # Train v2's callbacks have no end-of-run hook: the last epoch closes
+            self.close()
+
+    def close(self, failed: bool = False) -> None:
+        if self._mlflow:
+            client, run_id = self._mlflow
+            client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+        if self._wandb:
+            self._wandb.finish(exit_code=1 if failed else 0)
+        self._mlflow = self._wandb = None
+
+
+# --------------------------------------------------------------------------- TensorBoard sweeps
+def sweep_latents(latent_dim: int, n: int, seed: int) -> torch.Tensor:
+    """The fixed latents a trial's sweeps start from: the same at every evaluation, so the images
+    show the directions changing, not the samples."""
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(10_000 + seed))
+
+
+def sweep_images(G: torch.nn.Module, arrays: dict, z: torch.Tensor, shift_scale: float,
+                 n_dirs: int) -> list[torch.Tensor]:
+    """One image (3 x H x W, in [0, 1]) per latent: a row per direction (the first `n_dirs`),
+    a column per shift from -shift_scale to +shift_scale (`traversal`, the reporter's own)."""
+    from torchvision.utils import make_grid
+
+    from raylatent.discovery.export import traversal
+    from raylatent.models.directions import as_arrays
+
+    K = as_arrays(arrays)["A"].shape[1]
+    dirs = list(range(min(n_dirs, K)))
+    shifts = torch.linspace(-shift_scale, shift_scale, SWEEP_SHIFTS).tolist()
+    imgs = traversal(G, arrays, z, shifts, dirs)  # D x S x N x C x H x W, generator range [-1, 1]
+    imgs = ((imgs.float() + 1) / 2).clamp(0, 1)
+    return [make_grid(imgs[:, :, i].reshape(-1, *imgs.shape[3:]), nrow=len(shifts), padding=1, pad_value=1.0)
+            for i in range(z.shape[0])]
+
+
+__all__ = ["EpochTracker", "prepare_env", "sweep_images", "sweep_latents", "tune_callbacks"]
