@@ -139,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="override a grid field, e.g. --set directions.seeds=[0,1]")
     ap.add_argument("--resume", action="store_true",
                     help="restore an interrupted directions experiment (finished trials are kept)")
-    ap.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate; run nothing")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the plan and a wall-clock estimate (calibrated by timing a few steps); run nothing")
+    ap.add_argument("--calibrate-on", choices=("local", "cluster"), default="local",
+                    help="dry run: time the steps on this machine, or as a Ray task on the --address cluster "
+                         "(its accelerators)")
+    ap.add_argument("--cpus", type=float, default=None,
+                    help="dry run: plan for this many CPUs (default: the --address cluster's, else this machine's)")
+    ap.add_argument("--gpus", type=float, default=None, help="dry run: plan for this many GPUs (as --cpus)")
     ap.add_argument("--print-config", action="store_true",
                     help="print the resolved grid (YAML, every default and --set applied); run nothing")
     ap.add_argument("--address", default=None, help="attach to a running Ray cluster (e.g. auto)")
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             from raylatent.dryrun import dry_run
 
-            dry_run(plan)
+            dry_run(plan, address=args.address, calibrate_on=args.calibrate_on, cpus=args.cpus, gpus=args.gpus)
             return 0
         return run_all(plan, args)
     except ConfigError as e:
