@@ -73,14 +73,31 @@ def dry_run_search(plan, cap_batch: int = 16, log=print) -> dict:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(d.cpus_per_trial)))  # as a trial runs (search/run.py)
-    # the first calls run several times slower (allocation, lazy init: 1.7 vs 0.07 s/step measured on
-    # the phantom generator), so each replicate takes the best of three calibrations
-    per_step = sum(min(calibrate_discovery(grid, t, cap_batch) for _ in range(3)) * t.steps
-                   for t in reps) / max(1, sum(t.steps for t in reps))
+    # calibrate_discovery takes the best of three timings: the first calls run several times slower
+    # (allocation, lazy init: 1.7 vs 0.07 s/step measured on the phantom generator); an evaluation
+    # every eval_every steps is spread over the steps
+    from raylatent.dryrun import calibrate_evaluation
+
+    per_step = sum((calibrate_discovery(grid, t, cap_batch) + calibrate_evaluation(grid, t, cap_batch)
+                    / min(d.eval_every, t.steps)) * t.steps for t in reps) / max(1, sum(t.steps for t in reps))
     torch.set_num_threads(threads)
     worst_h, best_h = c["worst_steps"] * per_step / 3600, c["best_steps"] * per_step / 3600
     log(f"cost: worst case (no trial stopped) {c['worst_steps']:,} trial-steps ~ {worst_h:.2f} device-hours; "
         f"best case ({'ASHA keeps the top 1/' + str(s.reduction_factor) + ' at each rung' if s.scheduler == 'asha' else 'no scheduler: the same'}) "
         f"{c['best_steps']:,} trial-steps ~ {best_h:.2f} device-hours (sampled batch sizes scale this)"
         + (f"; discovery only: add {c['trials']} trainings of {', '.join(trained)}, not calibrated here" if trained else ""))
-    return {**c, "worst_hours": worst_h, "best_hours": best_h}
+    import os
+
+    from raylatent.dryrun import FIXED_S, duration, simulate
+
+    cpus, gpus = float(os.cpu_count() or 1), float(torch.cuda.device_count())
+    per_trial = c["worst_steps"] * per_step / c["trials"]
+    cap = s.max_concurrent or c["trials"]
+    jobs = [(f"t{i}", per_trial, float(d.cpus_per_trial), float(d.gpus_per_trial)) for i in range(c["trials"])]
+    # max_concurrent: as many trials at once as fit and the cap allows (a cap of k is k slots)
+    slots_cpus = min(cpus, cap * d.cpus_per_trial) if d.cpus_per_trial else cpus
+    worst_wall = FIXED_S["tune_start"] + max(e for _, e in simulate(jobs, slots_cpus, gpus).values())
+    log(f"wall-clock on this machine ({cpus:g} CPUs, {gpus:g} GPUs{f', at most {s.max_concurrent} at once' if s.max_concurrent else ''}): "
+        f"worst case {duration(worst_wall)}, best case about {duration(worst_wall * c['best_steps'] / c['worst_steps'])} "
+        "(discovery steps and evaluations; not each trial's start, a few seconds)")
+    return {**c, "worst_hours": worst_h, "best_hours": best_h, "worst_wall_s": worst_wall}
