@@ -234,6 +234,8 @@ def _run_all(plan: Plan, args) -> int:
 
         DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # ... and its warning that they are off, which we just chose
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     if not ray.is_initialized():
         # worker output reaches the driver (per-epoch lines from the Train controller), Ray's
         # own INFO chatter does not

@@ -9,7 +9,9 @@ prints one line as each trial ends:
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -70,6 +72,27 @@ def tee_console(path: Path):
         err.close_log()
 
     return restore
+
+
+@contextlib.contextmanager
+def tune_output(verbose: int):
+    """Tune's own console output for one `fit()`: at verbose 0 none at all. Tune's default
+    reporter prints "View detailed results here" and a `tensorboard --logdir /tmp/ray/...` line
+    at every verbosity, 0 included (ray/tune/experimental/output.py: experiment_started), and
+    that path is not where raylatent's event files are (the banner prints the right command);
+    Tune's older reporter, chosen by RAY_AIR_NEW_OUTPUT=0, honours verbose 0."""
+    if verbose:
+        yield
+        return
+    old = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = old
 
 
 def duration(seconds: float) -> str:

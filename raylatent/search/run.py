@@ -248,6 +248,13 @@ def _default_first(searcher, default: dict | None):
             if trial_id != self.default_id:
                 searcher.on_trial_complete(trial_id, result=result, error=error)
 
+        def save(self, checkpoint_path: str) -> None:
+            """Nothing: a resumed search rebuilds its searcher from the finished records (never
+            from Tune's pickles), so Tune's periodic searcher checkpoint has nothing to hold."""
+
+        def restore(self, checkpoint_path: str) -> None:
+            """Nothing to restore (see save)."""
+
     return DefaultFirst()
 
 
@@ -306,7 +313,9 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     else:
         from ray.tune.search.optuna import OptunaSearch
 
-        base = OptunaSearch(space={x.key: x.to_tune() for x in s.specs}, metric=s.metric,
+        # Optuna's own distributions (converted here: given Tune domains, OptunaSearch converts them
+        # itself but warns on the console that it did)
+        base = OptunaSearch(space=OptunaSearch.convert_search_space({x.key: x.to_tune() for x in s.specs}), metric=s.metric,
                             mode=s.mode, seed=s.seed)
         told = 0
         for name, r in done.items():
@@ -330,7 +339,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
         tc["scheduler"] = ASHAScheduler(time_attr="training_iteration", max_t=max_evaluations(grid),
                                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     if todo:
-        from raylatent.console import TrialLines
+        from raylatent.console import TrialLines, tune_output
         from raylatent.monitor import tune_callbacks
 
         name = EXPERIMENT if not (out / EXPERIMENT).exists() else f"{EXPERIMENT}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -340,7 +349,9 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
                                                      callbacks=[_callback(out), TrialLines(len(todo), str, None, log),
                                                                 *tune_callbacks(getattr(grid, "monitor", None), "search")],
                                                      failure_config=tune.FailureConfig(max_failures=d.max_failures)))
-        for res in tuner.fit():
+        with tune_output(verbose):
+            results = tuner.fit()
+        for res in results:
             folder = out / "trials" / Path(res.path).name
             if res.error:
                 log(f"search: trial {folder.name} failed: {str(res.error).splitlines()[0]}")

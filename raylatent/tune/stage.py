@@ -180,7 +180,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     import ray
     from ray import tune
 
-    from raylatent.console import TrialLines
+    from raylatent.console import TrialLines, tune_output
     from raylatent.monitor import tune_callbacks
 
     out = Path(out).resolve()
@@ -220,7 +220,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
                                                              settings=settings),
                                         {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
         name = EXPERIMENT if not (out / EXPERIMENT).exists() else f"{EXPERIMENT}-{time.strftime('%Y%m%d-%H%M%S')}"
-        grid = tune.Tuner(
+        tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search([t.to_dict() for t in todo])},
             tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
@@ -229,7 +229,9 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
                                       callbacks=[TrialLines(len(todo), _tune_name, _tune_K, log if trial_lines else (lambda *_: None)),
                                                  *tune_callbacks(monitor, "directions")],
                                       failure_config=tune.FailureConfig(max_failures=d.max_failures)),
-        ).fit()
+        )
+        with tune_output(verbose):
+            grid = tuner.fit()
         for res in grid:
             t = Trial.from_dict(res.config["trial"])
             if res.error and not finished(out, t):
