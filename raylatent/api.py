@@ -113,11 +113,14 @@ class Run:
             hu = read_ct(Path(image))[0].hu if isinstance(image, (str, Path)) else np.asarray(image, dtype=np.float32)
         except Exception as e:  # pydicom's and our own reasons a file is not a CT slice
             raise ConfigError(f"{image}: not a readable CT slice ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-        G = self.generator(r["generator"])
-        with torch.no_grad():
-            size = int(G(torch.zeros(1, G.latent_dim)).shape[-1])
+        from raylatent.models.export import read_generator
+
+        size = int(json.loads(read_generator(self.path / self.stages["generators"], r["generator"])["config"])["size"])
         x = torch.from_numpy(hu_to_model(hu, size))[None, None]
         model = load_exported(self.path / self.stages["generators"], r["generator"])
+        from raylatent.models import as_generator
+
+        G = as_generator(model).eval()  # the decoder of the model that encodes
         arrays = {k: torch.as_tensor(v) for k, v in self.directions(r).items()}
         if not 0 <= direction < arrays["A"].shape[1]:
             raise ConfigError(f"direction {direction}: {r['trial']} has directions 0..{arrays['A'].shape[1] - 1}")

@@ -23,14 +23,13 @@ def _score(job: tuple) -> np.ndarray:
 
     from raylatent.interpret.chance import pool_scores, score_matrix
     from raylatent.interpret.labels import FACTORS
-    from raylatent.interpret.reading import z_regressor
     from raylatent.models import as_generator
     from raylatent.models.export import load_exported
 
-    generators, shards, kind, n, seed = job
+    generators, zreg, kind, n, seed = job
     torch.set_num_threads(1)
     G = as_generator(load_exported(Path(generators), kind))
-    return score_matrix(pool_scores(G, G.latent_dim, n, zreg=z_regressor(shards), seed=seed), FACTORS)
+    return score_matrix(pool_scores(G, G.latent_dim, n, zreg=zreg, seed=seed), FACTORS)
 
 
 def scored_pools(run: Path, pool: int, block: int, cache: Path, workers: int) -> dict[str, np.ndarray]:
@@ -42,8 +41,13 @@ def scored_pools(run: Path, pool: int, block: int, cache: Path, workers: int) ->
 
     kinds = sorted(p.parent.name for p in generators.glob(f"*/{WEIGHTS}"))
     cache.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(generators), str(shards), k, block, 1 + b) for k in kinds for b in range(-(-pool // block))]
+    jobs = [(str(generators), None, k, block, 1 + b) for k in kinds for b in range(-(-pool // block))]
     todo = [j for j in jobs if not (cache / f"{j[2]}-{j[4]}.npy").exists()]
+    if todo:  # the z regressor is fitted once, as a run fits it once per experiment, and shipped to every block
+        from raylatent.interpret.reading import z_regressor
+
+        zreg = z_regressor(str(shards))
+        todo = [(g, zreg, k, n, seed) for g, _, k, n, seed in todo]
     with ProcessPoolExecutor(max_workers=workers) as ex:
         for j, S in zip(todo, ex.map(_score, todo)):
             np.save(cache / f"{j[2]}-{j[4]}.npy", S)

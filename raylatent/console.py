@@ -24,11 +24,11 @@ class TeeLog(io.TextIOBase):
     `path` (the console of a run, kept with the run). Carriage-return redraws (progress bars)
     keep only their last state in the file."""
 
-    def __init__(self, stream, path: Path):
+    def __init__(self, stream, log_file):
+        """`log_file`: an open text file, shared by the stdout and stderr tees (one handle, so
+        their lines land in the order they were written)."""
         super().__init__()
-        self.stream, self.path, self._buf = stream, Path(path), ""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self.stream, self._file, self._buf = stream, log_file, ""
 
     def write(self, s: str) -> int:
         self.stream.write(s)
@@ -52,24 +52,26 @@ class TeeLog(io.TextIOBase):
         return self.stream.isatty()
 
     def close_log(self) -> None:
+        """The unfinished last line, if any (the shared file is closed by tee_console)."""
         if self._buf:
             self._file.write(f"{time.strftime('%H:%M:%S')} {self._buf}\n")
             self._buf = ""
-        self._file.close()
+        self._file.flush()
 
 
 def tee_console(path: Path):
     """Send stdout and stderr through TeeLog into `path`; returns a function that undoes it."""
     old = sys.stdout, sys.stderr
-    out, err = TeeLog(sys.stdout, path), None
-    sys.stdout = out
-    err = TeeLog(sys.stderr, path)
-    sys.stderr = err
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(path, "a", encoding="utf-8")
+    out, err = TeeLog(sys.stdout, log_file), TeeLog(sys.stderr, log_file)
+    sys.stdout, sys.stderr = out, err
 
     def restore() -> None:
         sys.stdout, sys.stderr = old
         out.close_log()
         err.close_log()
+        log_file.close()
 
     return restore
 

@@ -1,5 +1,9 @@
 """Shared settings of the end-to-end ablation tests."""
+import os
+import signal
+import subprocess
 import time
+from pathlib import Path
 
 from raylatent.ablate import main as ablate_main
 
@@ -28,6 +32,36 @@ def run_reduced_smoke(tmp_path_factory):
     return root, args, time.time() - t
 
 
+def driver_env() -> dict:
+    """The environment of an ablate driver started as a subprocess: token auth as CI has it, no
+    inherited cluster address, the checkout importable."""
+    env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"), PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(Path(__file__).parents[1]))
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def kill_when(cmd: list[str], records, total: int, env: dict | None = None, timeout: float = 300) -> dict:
+    """Start the driver `cmd`, and SIGKILL it with every Ray process it started once at least two
+    but not all `total` records exist (`records()` lists their paths). Returns {name: mtime_ns}
+    of the records seen then (empty if it finished or timed out first)."""
+    proc = subprocess.Popen(cmd, env=env or driver_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    seen = {}
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            done = list(records())
+            if 2 <= len(done) < total:
+                seen = {p.parent.name: p.stat().st_mtime_ns for p in done}
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return seen
 
 
 class Evil:

@@ -1,10 +1,8 @@
 """Driver killed midway then --resume, and a two-node cluster: separate processes with their own
 Ray, on a copy of a finished reduced run (only the directions stage runs again)."""
 import json
-import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ablate_helpers import REDUCED, Evil, _sets
+from ablate_helpers import REDUCED, Evil, _sets, driver_env, kill_when
 from raylatent.gridfile import load_grid
 
 pytestmark = pytest.mark.ray
-
-
-def _env():
-    env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"), PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
-    return env
 
 
 def _copy_run(smoke_run, dest: Path) -> Path:
@@ -39,20 +31,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_
     n_trials = len(load_grid("smoke", overrides).directions.trials())
     cmd = [sys.executable, "-m", "raylatent.ablate", "--grid", "smoke", "--out", str(run),
            "--report-dir", str(tmp_path / "rep"), "--no-dashboard", *_sets(overrides)]
-    env = dict(_env(), TUNE_GLOBAL_CHECKPOINT_S="1")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    finished_before = {}
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            done = list((run / "directions").glob("*/trials/*/record.json"))  # a trial's last write
-            if 2 <= len(done) < n_trials:
-                finished_before = {p.parent.name: p.stat().st_mtime_ns for p in done}
-                break
-            time.sleep(1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
-        proc.wait()
+    finished_before = kill_when(cmd, lambda: (run / "directions").glob("*/trials/*/record.json"), n_trials,
+                                env=dict(driver_env(), TUNE_GLOBAL_CHECKPOINT_S="1"))
     assert finished_before, "no trial finished within the time limit"
     # a run directory handed over by someone else: Tune's pickled state is planted with code that
     # would leave a marker when unpickled; resuming must never unpickle it
@@ -65,7 +45,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_
         if d.is_dir():
             (d / "params.pkl").write_bytes(evil)
     time.sleep(3)
-    r = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True, timeout=600,
+    r = subprocess.run(cmd + ["--resume"], env=driver_env(), capture_output=True, text=True, timeout=600,
                        start_new_session=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "restoring the interrupted experiment" in r.stdout
@@ -98,7 +78,7 @@ def test_two_node_cluster_runs_trials_on_both_nodes(smoke_run, tmp_path):
             c.shutdown()
         sys.exit(rc)
     """)
-    r = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", script], env=driver_env(), capture_output=True, text=True,
                        timeout=600, start_new_session=True)
     assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-1500:])
     results = [r for r in json.loads((tmp_path / "rep" / "results.json").read_text())

@@ -3,10 +3,8 @@ model, a tiny search end to end (TPE, the truth metric), ASHA stopping a clearly
 resume of a random search in-process and of a TPE search after its driver was killed."""
 import json
 import math
-import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate_helpers import Evil, _sets
+from ablate_helpers import Evil, _sets, driver_env, kill_when
 from raylatent.config import ConfigError
 from raylatent.gridfile import load_grid
 
@@ -277,13 +275,6 @@ def test_random_search_resume_reruns_only_unfinished(tpe_run, tiny_yaml):
         assert (sdir / "trials" / name / "record.json").stat().st_mtime_ns == mtime, f"{name} was rerun"
 
 
-def _env():
-    env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"), PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(Path(__file__).parents[1]))
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
 @pytest.mark.ray
 def test_killed_tpe_search_resumes_without_repeating_finished_trials(tpe_run, tiny_yaml, tmp_path):
     root, _ = tpe_run
@@ -294,22 +285,7 @@ def test_killed_tpe_search_resumes_without_repeating_finished_trials(tpe_run, ti
     total = grid.search.n_trials() + 1
     cmd = [sys.executable, "-m", "raylatent.ablate", "--grid", str(tiny_yaml), "--out", str(run),
            "--report-dir", str(tmp_path / "rep"), "--no-dashboard", *_sets(over)]
-    proc = subprocess.Popen(cmd, env=_env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    finished_before = {}
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            done = list(run.glob("search/*/trials/*/record.json"))
-            if 2 <= len(done) < total:
-                finished_before = {p.parent.name: p.stat().st_mtime_ns for p in done}
-                break
-            if proc.poll() is not None:
-                break
-            time.sleep(0.5)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
-        proc.wait()
+    finished_before = kill_when(cmd, lambda: run.glob("search/*/trials/*/record.json"), total)
     assert finished_before, "no two trials finished before the search ended or timed out"
     finished_before = {p.parent.name: p.stat().st_mtime_ns for p in run.glob("search/*/trials/*/record.json")}
     assert len(finished_before) < total, "the search finished before it could be interrupted"
@@ -320,7 +296,7 @@ def test_killed_tpe_search_resumes_without_repeating_finished_trials(tpe_run, ti
     for exp in run.glob("search/*/tune*"):
         for name in ("tuner.pkl", "trainable.pkl"):
             (exp / name).write_bytes(pickle.dumps(Evil(str(marker))))
-    r = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True, timeout=600,
+    r = subprocess.run(cmd + ["--resume"], env=driver_env(), capture_output=True, text=True, timeout=600,
                        start_new_session=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert f"told {told} finished trials" in r.stdout  # the rebuilt TPE learnt from them
