@@ -66,3 +66,19 @@ def test_trial_lines_pickle_even_where_print_was_replaced(monkeypatch, capsys):
     again = pickle.loads(pickle.dumps(cb))
     again.on_trial_complete(0, [], _Trial("a", 0.5))
     assert capsys.readouterr().out.startswith("[1/2] a done: RCA 0.500")
+
+
+def test_eta_is_timed_from_the_first_trial_start_not_the_wait_before_it(monkeypatch):
+    """The chance pools hold the CPUs before any trial starts: that wait is not the trials' pace."""
+    import raylatent.console as console
+
+    now = [1000.0]
+    monkeypatch.setattr(console.time, "time", lambda: now[0])
+    cb = TrialLines(5, lambda t: t.name, None, lambda *_: None)
+    now[0] += 80.0                        # the pools
+    cb.on_trial_start(0, [], _Trial("a", 0.5))
+    now[0] += 5.0
+    cb.on_trial_start(0, [], _Trial("b", 0.5))  # later starts do not move the origin
+    now[0] += 15.0                        # a trial finishes 20 s after the first start
+    cb.on_trial_complete(0, [], _Trial("a", 0.5))
+    assert cb._eta() == 20.0 / 1 * 4      # not (80 + 20) / 1 * 4
