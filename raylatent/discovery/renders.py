@@ -6,7 +6,7 @@ window and the layout. What is rendered depends on the directions, the generator
 (interpolation) and the report's shift settings, so the folder is keyed by those settings
 (`render_key`) inside the directions stage's folder, and a change of windows or layout re-renders
 nothing. `renders.json` says what each file holds and which choices were made (the z direction and
-why, the inversion used).
+why, the inversion used, which directions the explorer shows).
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def _direction(k: int, lab: dict | None, factors: dict) -> dict:
 
 def write_explorer(records: list[dict], ddir: Path, rendered: Path, man: dict, cfg: ReportConfig, out: Path,
                    title: str = "") -> dict | None:
-    """Write out/explorer.html and its sprites (assets/explorer/); returns the page's data, or None
+    """Write out/explorer.html and its sprites (assets/explorer-*.png); returns the page's data, or None
     when the renders predate the explorer (nothing written)."""
     assets = out / "assets"
     for old in [out / PAGE, *assets.glob(f"{PREFIX}*.png")]:  # an earlier build's (other trials, other caps)
@@ -96,7 +97,12 @@ def write_explorer(records: list[dict], ddir: Path, rendered: Path, man: dict, c
             sprite = np.concatenate([wi[j].transpose(1, 2, 0, 3).reshape(N * H, S * W) for wi in windowed])
             name = f"{PREFIX}{r['trial']}-{k:03d}.png"
             Image.fromarray(sprite).save(assets / name)
-            dirs.append({**_direction(k, lab, factors), "sprite": f"assets/{name}"})
+            try:
+                about = _direction(k, lab, factors)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise ConfigError(f"{ddir / Path(r['directions']).parent / 'labels.json'}: direction {k} is damaged "
+                                  "(rerun python -m raylatent.ablate to label the directions again)") from None
+            dirs.append({**about, "sprite": f"assets/{name}"})
         data["configs"].append({"trial": r["trial"], "generator": r["generator"], "method": r["deformator"],
                                 "K": e["of"], "rca": r.get("rca"), "ls": r.get("ls"),
                                 "factors_found": r.get("factors_found"), "directions": dirs})
@@ -117,8 +123,8 @@ def read_page_data(path: Path) -> dict:
 
 def _page(data: dict, title: str) -> str:
     blob = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")  # no "</script" or "<!--" in the script
-    return (_HTML.replace("__TITLE__", html.escape(title or "raylatent explorer"))
-            .replace("__DATA__", f"{DATA_START}{blob}{DATA_END}"))
+    fill = {"__TITLE__": html.escape(title or "raylatent explorer"), "__DATA__": f"{DATA_START}{blob}{DATA_END}"}
+    return re.sub("__TITLE__|__DATA__", lambda m: fill[m.group()], _HTML)  # one pass: no token inside a value
 
 
 _HTML = """<!doctype html>
