@@ -1,5 +1,6 @@
 """explorer.html (issue 18 part 5): its embedded data from a fabricated run, and the page itself in a
 real headless Chromium (Debian's package), opened as file:// like a reader would."""
+import io
 import json
 import os
 import shutil
@@ -134,7 +135,7 @@ def test_the_page_in_a_headless_browser(report, tmp_path):
             loaded()
             view = page.locator("#view")
             first, frame = view.screenshot(), view.get_attribute("data-frame")
-            pixels = Image.open(__import__("io").BytesIO(first)).convert("L")
+            pixels = Image.open(io.BytesIO(first)).convert("L")
             assert max(pixels.getextrema()) > 100, "the slices are not drawn"
             eps = page.locator("#eps").inner_text()
             # the slider, as a user moves it (keyboard on the focused range input)
@@ -145,7 +146,7 @@ def test_the_page_in_a_headless_browser(report, tmp_path):
             assert view.screenshot() != first, "moving the slider did not change the image"
             # another configuration: the direction list follows it
             before = page.locator("#direction option").all_inner_texts()
-            trial = "gan-lenet-proj-K100-s0"
+            trial = "vae-lenet-proj-K100-s0"  # the fake VAE's slices have contrast (the fake GAN's are near white)
             page.select_option("#config", label=next(t for t in page.locator("#config option").all_inner_texts()
                                                      if t.startswith(trial)))
             loaded()
@@ -163,6 +164,8 @@ def test_the_page_in_a_headless_browser(report, tmp_path):
             page.locator("#shift").focus()
             page.keyboard.press("ArrowLeft")
             loaded()
+            lo, hi = Image.open(io.BytesIO(view.screenshot())).convert("L").getextrema()
+            assert lo < 100 < 150 < hi, "the windowed slices are blank"
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
