@@ -274,7 +274,8 @@ def _run_all(plan: Plan, args) -> int:
                                  trial_lines=not quiet, monitor=grid.monitor)
         if (plan.directions / RESULTS).exists():
             plan.renders = render_for_report(plan.generators, plan.directions, shards, grid.report.shifts,
-                                             grid.report.z_direction)
+                                             grid.report.z_direction,
+                                             explorer_directions=grid.report.explorer_directions)
     times["directions"] = t.s
     if not (plan.directions / RESULTS).exists():
         return 1

@@ -300,6 +300,9 @@ class ReportConfig:
     z_direction: int = -1        # Fig 8 direction: -1 = the automatic z label, else this index
     gif_dirs_per_file: int = 10
     max_chart_rows: int = 32     # rows per direction-chart page
+    # directions per configuration in explorer.html (found and labelled ones first): at paper scale
+    # (128^2, 30 configurations) each one is a sprite of 4 latents x 9 shifts per window
+    explorer_directions: int = 32
     # with one seed per cell, a claim's difference smaller than this is "not resolved": the
     # seed-to-seed range measured on the smoke generators (README); with several seeds the cells'
     # own 95% interval is used instead
@@ -318,6 +321,10 @@ class ReportConfig:
         if not (isinstance(spread, dict) and set(spread) == {"rca", "ls"}
                 and all(_is_number(v) and v >= 0 for v in spread.values())):
             raise ConfigError(f"report.seed_spread: {spread!r} (need rca and ls, each >= 0, e.g. {{rca: 0.05, ls: 0.02}})")
+        n = self.explorer_directions
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"report.explorer_directions: {n!r} (directions per configuration in explorer.html: "
+                              "an integer, at least 1)")
         for name in ("gif_dirs_per_file", "max_chart_rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"report.{name}: {getattr(self, name)} (must be at least 1)")

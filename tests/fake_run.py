@@ -67,13 +67,19 @@ def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40, steps=None,
             tdir.mkdir(parents=True, exist_ok=True)
             save_directions(tdir / "directions.npz", A / A.norm(dim=0), {"K": kk})
             rca, ls = metrics(g, r, d, k, s)
-            from raylatent.interpret.labels import SEMANTIC
+            from raylatent.interpret.labels import ATTRIBUTES, SEMANTIC
 
+            # proj trials find rotation (direction 3, beating a chance threshold of 0.5); direction 5
+            # is entangled, the rest track nothing. Scored as interpret/labels.py and chance.py do.
             found = {a: {"direction": i % kk, "rho": 0.9 if (a == "rotation" and d == "proj") else 0.3,
-                         "purity": 0.7, "found": a == "rotation" and d == "proj"} for i, a in enumerate(SEMANTIC)}
-            labs = ["rotation" if (i == 3 and d == "proj") else "none" for i in range(kk)]
-            (tdir / "labels.json").write_text(json.dumps({"directions": [{"label": x} for x in labs],
-                                                          "factors": found}))
+                         "purity": 0.7, "found": a == "rotation" and d == "proj",
+                         "score": 0.63 if (a == "rotation" and d == "proj") else 0.0, "chance": 0.5}
+                     for i, a in enumerate(SEMANTIC)}
+            labs = ["rotation" if (i == 3 and d == "proj") else "entangled" if i == 5 else "none" for i in range(kk)]
+            rows = [{"direction": i, "label": x, "top": "rotation" if x == "rotation" else "width", "purity": 0.7 if x == "rotation" else 0.2,
+                     "rho": {a: (0.9 if a == "rotation" and x == "rotation" else 0.7 if x == "entangled" else 0.1)
+                             for a in ATTRIBUTES}} for i, x in enumerate(labs)]
+            (tdir / "labels.json").write_text(json.dumps({"directions": rows, "factors": found}))
             (tdir / "curve.json").write_text(json.dumps([{"step": 10, "rca": rca / 2, "ls": ls * 2},
                                                          {"step": 20, "rca": rca, "ls": ls}]))
             records.append({"trial": name, "generator": g, "reconstructor": r, "deformator": d, "K": k,
@@ -86,7 +92,8 @@ def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40, steps=None,
     from raylatent.tune.stage import render_for_report
 
     rendered = render_for_report(root / stages["generators"], root / stages["directions"], root / stages["data"],
-                                 rep["shifts"], rep["z_direction"], log=lambda *_: None)
+                                 rep["shifts"], rep["z_direction"], log=lambda *_: None,
+                                 explorer_directions=rep["explorer_directions"])
     stages["renders"] = str(rendered.relative_to(root))
     (root / "latest.json").write_text(json.dumps({"grid": "fake", "stages": stages, "data_source": "fabricated",
                                                   "hardware": "test", "report": rep}))

@@ -6,7 +6,7 @@ window and the layout. What is rendered depends on the directions, the generator
 (interpolation) and the report's shift settings, so the folder is keyed by those settings
 (`render_key`) inside the directions stage's folder, and a change of windows or layout re-renders
 nothing. `renders.json` says what each file holds and which choices were made (the z direction and
-why, the inversion used).
+why, the inversion used, which directions the explorer shows).
 """
 from __future__ import annotations
 
@@ -17,21 +17,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from raylatent.config import ReportConfig
 from raylatent.discovery.export import load_shift_arrays, traversal
 from raylatent.discovery.methods import method_of
 from raylatent.discovery.records import write_json
 
 MANIFEST = "renders.json"
-RENDERS_VERSION = "renders-v1"
+RENDERS_VERSION = "renders-v2"   # v2: the explorer's frames (explorer-<trial>.npz)
 SWEEP_STEPS = 9   # frames of an animation, one way (the report plays them back and forth)
 RANDOM_VS_DISCOVERED = 5
+EXPLORER_LATENTS = 4  # latents side by side in the explorer (several, so an effect is not one latent's)
 
 
-def render_key(shifts, z_direction: int) -> str:
+def render_key(shifts, z_direction: int, explorer_directions: int = ReportConfig.explorer_directions) -> str:
     from raylatent.stages import stage_key
 
     return stage_key({"shifts": [float(s) for s in shifts], "z_direction": int(z_direction),
-                      "code": RENDERS_VERSION})
+                      "explorer_directions": int(explorer_directions), "code": RENDERS_VERSION})
 
 
 def _latents(n: int, d: int, seed: int) -> torch.Tensor:
@@ -49,6 +51,20 @@ def _chart(G, A: dict, dirs: list[int], shifts, seed: int) -> np.ndarray:
     """D x S x H x W: each direction swept over `shifts` from one latent."""
     z = _latents(1, A["A"].shape[0], seed)
     return traversal(G, A, z, shifts, dirs)[:, :, 0, 0].numpy()
+
+
+def explorer_order(K: int, labels: dict | None, record: dict) -> list[int]:
+    """The directions the explorer shows first: those found for a factor (beating chance), then
+    the other labelled ones, then entangled, then none; by index within each. At paper scale only
+    the first `report.explorer_directions` are rendered, so the cap drops the least telling ones."""
+    found = {f["direction"] for f in (record.get("factors") or {}).values() if f.get("found")}
+    names = [d.get("label", "none") for d in labels["directions"]] if labels and len(labels.get("directions", [])) == K \
+        else ["none"] * K
+
+    def rank(k: int) -> int:
+        return 0 if k in found else 3 if names[k] == "none" else 2 if names[k] == "entangled" else 1
+
+    return sorted(range(K), key=lambda k: (rank(k), k))
 
 
 def _unit_length_first(records: list[dict]) -> list[dict]:
@@ -79,8 +95,10 @@ def z_direction(G, A: dict, labels: dict | None, configured: int) -> tuple[int, 
 
 
 def render_all(ddir: Path, out: Path, records: list[dict], models: dict, test_images: torch.Tensor,
-               shifts, configured_z: int = -1, log=print) -> dict:
-    """Render every figure's images under `out`; returns (and writes) the manifest."""
+               shifts, configured_z: int = -1, log=print, explorer_directions: int = ReportConfig.explorer_directions) -> dict:
+    """Render every figure's images under `out`; returns (and writes) the manifest. The explorer
+    gets, per learned or closed-form trial, at most `explorer_directions` directions (explorer_order)
+    swept over the sweep shifts from EXPLORER_LATENTS latents: D x S x N x H x W."""
     from raylatent.models import as_generator, kind_of
 
     if (out / MANIFEST).exists():
@@ -90,7 +108,7 @@ def render_all(ddir: Path, out: Path, records: list[dict], models: dict, test_im
     shifts = [float(s) for s in shifts]
     sweep = list(np.linspace(-max(shifts), max(shifts), SWEEP_STEPS))
     man: dict = {"shifts": shifts, "sweep": [float(s) for s in sweep], "charts": {}, "random_vs_discovered": {},
-                 "z_position": None, "interpolation": {}}
+                 "z_position": None, "interpolation": {}, "explorer": {}}
     arrays = {r["trial"]: load_shift_arrays(ddir / r["directions"]) for r in records if r["generator"] in G}
     log(f"directions: rendering the report's images for {len(arrays)} direction sets")
     with torch.no_grad():
@@ -101,6 +119,13 @@ def render_all(ddir: Path, out: Path, records: list[dict], models: dict, test_im
             ids = list(range(A["A"].shape[1]))
             man["charts"][r["trial"]] = _save(out / f"chart-{r['trial']}.npz", shifts=_chart(G[r["generator"]], A, ids, shifts, 0),
                                               sweep=_chart(G[r["generator"]], A, ids, sweep, 0))
+            order = explorer_order(len(ids), _read(ddir / Path(r["directions"]).parent / "labels.json"), r)
+            shown = order[:explorer_directions]
+            z = _latents(EXPLORER_LATENTS, A["A"].shape[0], 0)
+            man["explorer"][r["trial"]] = {
+                "directions": shown, "of": len(ids),
+                "file": _save(out / f"explorer-{r['trial']}.npz",
+                              sweep=traversal(G[r["generator"]], A, z, sweep, shown)[:, :, :, 0].numpy())}
         for gen in sorted(G):
             rnd = [r for r in records if r["generator"] == gen and method_of(r["deformator"]).role == "reference"]
             disc = _unit_length_first([r for r in records if r["generator"] == gen])

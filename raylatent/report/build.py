@@ -16,6 +16,8 @@ from raylatent.discovery.renders import MANIFEST
 from raylatent.discovery.renders import load as load_rendered
 from raylatent.models.registry import kind_names, kind_of
 from raylatent.report import figures as F
+from raylatent.report.explorer import PAGE as EXPLORER_PAGE
+from raylatent.report.explorer import write_explorer
 from raylatent.report.front import next_steps, what_we_found, write_html
 from raylatent.report.records import esc, inside, load_records
 from raylatent.report.tables import claims, table1
@@ -44,6 +46,12 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     md: list[str] = [f"# raylatent report: {esc(grid_name or info.get('grid', ''))}", ""]
     rendered = dirs["renders"]
     man = _manifest(rendered)
+    title = f"raylatent report: {grid_name or info.get('grid', '')}"
+    explorer = write_explorer(records, dirs["directions"], rendered, man, cfg, out,
+                              title=title.replace("report", "explorer", 1))
+    md += ([f"Explore the directions interactively: [{EXPLORER_PAGE}]({EXPLORER_PAGE}) (pick a configuration and "
+            "a direction, drag the shift; several latents at once; opens from disk, no server).", ""] if explorer
+           else ["(No interactive explorer: this run's renders predate it; rerun python -m raylatent.ablate.)", ""])
     md += what_we_found(records, rendered, man, cfg, assets)
     md += _summary(run_dir, dirs, info)
     table, cells = table1(records)
@@ -82,7 +90,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     md += ["</details>", ""]
     text = "\n".join(md) + "\n"
     (out / "REPORT.md").write_text(text)
-    write_html(text, out / "REPORT.html", title=f"raylatent report: {grid_name or info.get('grid', '')}")
+    write_html(text, out / "REPORT.html", title=title)
     return out / "REPORT.md"
 
 
@@ -96,7 +104,8 @@ def _manifest(rendered: Path) -> dict:
         raise ConfigError(f"{rendered / MANIFEST}: missing or damaged (rerun python -m raylatent.ablate: "
                           f"the directions stage renders the report's images again)") from None
     for entry in [*man["charts"].values(), *(e["file"] for e in man["random_vs_discovered"].values()),
-                  *(e["file"] for e in man["interpolation"].values())] + ([man["z_position"]["file"]] if man.get("z_position") else []):
+                  *(e["file"] for e in man["interpolation"].values()),
+                  *(e["file"] for e in man.get("explorer", {}).values())] + ([man["z_position"]["file"]] if man.get("z_position") else []):
         inside(rendered, entry, "a rendered file", rendered / MANIFEST)
     return man
 

@@ -291,19 +291,24 @@ def _tune_K(tr) -> int:
 
 
 def render_for_report(generators_dir: str | os.PathLike, directions_dir: str | os.PathLike,
-                      shards: str | os.PathLike, shifts, z_direction: int = -1, log=print) -> Path:
+                      shards: str | os.PathLike, shifts, z_direction: int = -1, log=print,
+                      explorer_directions: int | None = None) -> Path:
     """The report's images, rendered once per report setting beside the directions they show
     (directions_dir/renders/<key>/); skipped when already there."""
     from raylatent.data.shards import load_split
     from raylatent.discovery.renders import MANIFEST, render_all, render_key
     from raylatent.models.export import load_exported
 
+    from raylatent.config import ReportConfig
+
+    explorer_directions = ReportConfig.explorer_directions if explorer_directions is None else explorer_directions
     ddir = Path(directions_dir)
-    out = ddir / "renders" / render_key(shifts, z_direction)
+    out = ddir / "renders" / render_key(shifts, z_direction, explorer_directions)
     if (out / MANIFEST).exists():
         return out
     records = json.loads((ddir / RESULTS).read_text())
     models = {k: load_exported(Path(generators_dir), k) for k in sorted({r["generator"] for r in records})}
     test = load_split(str(shards), "test")
-    render_all(ddir, out, records, models, test.images, shifts, z_direction, log=log)
+    render_all(ddir, out, records, models, test.images, shifts, z_direction, log=log,
+               explorer_directions=explorer_directions)
     return out
