@@ -103,13 +103,18 @@ def test_a_damaged_direction_row_is_one_line(report, tmp_path):
 
 
 def _browser():
-    """Playwright driving Debian's Chromium; skipped (saying which is missing) when either is."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (apt-get install -y chromium)")
+    """Playwright driving Debian's Chromium; skipped (saying which is missing) when either is,
+    except where RAYLATENT_REQUIRE_BROWSER is set (CI installs both: there a skip would hide a
+    broken install), which makes it a failure."""
+    import os
+
+    missing = None if Path(CHROMIUM).exists() else f"{CHROMIUM} missing (apt-get install -y chromium)"
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright missing (pip install playwright; no browser download needed)")
+        missing = missing or "playwright missing (pip install playwright; no browser download needed)"
+    if missing:
+        (pytest.fail if os.environ.get("RAYLATENT_REQUIRE_BROWSER") else pytest.skip)(missing)
     return sync_playwright
 
 
