@@ -192,8 +192,15 @@ def _quiet_workers() -> None:
 
     from ray.train.v2._internal.execution import context
 
+    import warnings
+
     logging.getLogger(context.__file__).setLevel(logging.WARNING)  # Ray names this logger by its path
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # the driver turned Ray Data's progress bars off (they reach the Train workers with its
+    # DataContext), and each worker warned that they are off; and Ray Train's own use of a Ray
+    # Data option it deprecated (nothing a user of raylatent can act on)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*exclude_resources.*is deprecated")
 
 
 def _quiet_workers_without_state_api() -> None:

@@ -132,3 +132,17 @@ def test_exported_proj_directions_sweep_the_path_the_trial_learned(tmp_path):
     k, eps = torch.tensor([3]), torch.tensor([-1.5])
     bent, straight = shift_fn(arrays)(k, eps), shift_fn({"A": arrays["A"]})(k, eps)
     assert float((bent - straight).norm()) > 0.1  # the bias matters at small shifts
+
+
+def test_fig8_direction_comes_from_the_labels_without_new_measurement():
+    """Fig 8's direction: the z label when it beat chance; else the direction the z regressor
+    scored highest (from the labels, G never called); a configured index wins over both."""
+    from raylatent.discovery.renders import z_direction
+
+    A = {"A": np.eye(4, dtype=np.float32)}
+    found = {"factors": {"z": {"direction": 2, "rho": 0.9, "purity": 0.8, "found": True}}}
+    below = {"factors": {"z": {"direction": 3, "rho": -0.61, "purity": 0.4, "found": False}}}
+    assert z_direction(None, A, found, -1) == (2, "the automatic z-position label")
+    k, how = z_direction(None, A, below, -1)
+    assert k == 3 and "no direction beat chance" in how and "|rho| 0.61" in how
+    assert z_direction(None, A, below, 1) == (1, "configured")

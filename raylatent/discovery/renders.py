@@ -23,7 +23,7 @@ from raylatent.discovery.methods import method_of
 from raylatent.discovery.records import write_json
 
 MANIFEST = "renders.json"
-RENDERS_VERSION = "renders-v2"   # v2: the explorer's frames (explorer-<trial>.npz)
+RENDERS_VERSION = "renders-v3"   # v2: the explorer's frames (explorer-<trial>.npz); v3: Fig 8's direction from the labels
 SWEEP_STEPS = 9   # frames of an animation, one way (the report plays them back and forth)
 RANDOM_VS_DISCOVERED = 5
 EXPLORER_LATENTS = 4  # latents side by side in the explorer (several, so an effect is not one latent's)
@@ -75,15 +75,21 @@ def _unit_length_first(records: list[dict]) -> list[dict]:
 
 
 def z_direction(G, A: dict, labels: dict | None, configured: int) -> tuple[int, str]:
-    """Fig 8's direction: configured, else the automatic z label, else the direction that moves
-    lung area most consistently across latents (a z proxy)."""
+    """Fig 8's direction: configured, else the automatic z label, else the direction the z
+    regressor scores highest though below chance (the labels have it: no new measurement), else
+    (labels without z: no regressor was fitted) the direction that moves lung area most
+    consistently across latents (a z proxy, measured here)."""
     from raylatent.data.dicom import model_to_hu
     from raylatent.interpret.attributes import measure_batch
 
     if configured >= 0:
         return configured, "configured"
-    if labels and labels["factors"].get("z", {}).get("found"):
-        return int(labels["factors"]["z"]["direction"]), "the automatic z-position label"
+    z = (labels or {}).get("factors", {}).get("z") or {}
+    if z.get("found"):
+        return int(z["direction"]), "the automatic z-position label"
+    if z.get("direction") is not None and np.isfinite(z.get("rho", np.nan)):
+        return int(z["direction"]), (f"no direction beat chance for z: the one the z regressor scores highest "
+                                     f"(|rho| {abs(z['rho']):.2f}, purity {z.get('purity', float('nan')):.2f})")
     imgs = traversal(G, A, _latents(8, A["A"].shape[0], 5), [-3.0, 3.0])[:, :, :, 0]  # D x 2 x N x H x W
     scores = []
     for d in range(A["A"].shape[1]):
