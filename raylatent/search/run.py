@@ -300,7 +300,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
                 "shards": str(Path(shards).resolve()) if shards else None}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, weights=weights, settings=settings),
                                     {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
-    tc = {"metric": s.metric, "mode": s.mode, "reuse_actors": False,
+    tc = {"metric": s.metric, "mode": s.mode, "reuse_actors": True,  # a process start saved per trial (tune/stage.py)
           "max_concurrent_trials": s.max_concurrent or None}
     param_space = None
     if s.algorithm == "random":

@@ -223,7 +223,10 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search([t.to_dict() for t in todo])},
-            tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=False,
+            # reuse_actors: a trial in the actor of a finished one skips a process start (imports,
+            # the generators from the object store): 8 short trials 54 s -> 34 s on 2 cores, with
+            # identical RCA and Ls (every trial seeds its own generators)
+            tune_config=tune.TuneConfig(metric="rca", mode="max", reuse_actors=True,
                                         trial_dirname_creator=_tune_name, trial_name_creator=_tune_name),
             run_config=tune.RunConfig(name=name, storage_path=str(out), verbose=verbose,
                                       callbacks=[TrialLines(len(todo), _tune_name, _tune_K, log if trial_lines else (lambda *_: None)),
