@@ -45,13 +45,14 @@ class Run:
         raise ConfigError(f"trial {name!r} is not in {self.path}: its trials are {', '.join(self.trials)}")
 
     def best(self, generator: str) -> dict:
-        """The learned trial on `generator` with the most factors found against chance (ties: RCA)."""
-        from raylatent.discovery.methods import method_of
+        """The learned trial on `generator` with the most factors found against chance (ties: the
+        most evidence over chance, then RCA): the one the report's "What we found" shows."""
+        from raylatent.discovery.records import best_learned
 
-        rows = [r for r in self.records if r["generator"] == generator and method_of(r["deformator"]).role == "learned"]
-        if not rows:
+        best = best_learned([r for r in self.records if r["generator"] == generator])
+        if best is None:
             raise ConfigError(f"no learned trial on generator {generator!r} in {self.path}")
-        return max(rows, key=lambda r: (r.get("factors_found", 0), r.get("rca") or 0.0))
+        return best
 
     def generator(self, kind: str) -> torch.nn.Module:
         """The z -> image module of a generator of this run (loaded once, weights only, CPU)."""

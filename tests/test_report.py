@@ -108,6 +108,9 @@ def test_the_report_opens_with_what_was_found_and_folds_every_direction_into_an_
         rows = [x for x in block.splitlines() if x.startswith("| ") and not x.startswith("| factor")]
         assert [r.split("|")[1].strip() for r in rows] == list(SEMANTIC)
         assert sum(r.rstrip().endswith("✓ |") for r in rows) == 1
+        # the panel and the verdict under "Directions found" name the same configuration
+        trial = head.split(": ")[1].split(" finds")[0]
+        assert f"- {gen}: the best learned configuration ({trial}) finds" in text
     appendix = text.split("## Appendix")[1]
     assert "<details" in appendix and "</details>" in appendix and "![" in appendix
     assert not any("chart-" in x for x in text.split("## Appendix")[0].splitlines())  # charts only there
@@ -267,3 +270,17 @@ def test_curves_use_a_distinct_style_per_series(tmp_path):
     styles = curves_png(series, tmp_path / "c.png", "RCA", "iteration", "RCA", hlines={"chance 1/32": 1 / 32})
     assert len(set(styles)) == len(series) == len(styles) and styles == line_styles(24)
     assert Image.open(tmp_path / "c.png").size == (700, 360)
+
+
+def test_best_learned_breaks_ties_by_evidence_over_chance_then_rca():
+    from raylatent.discovery.records import best_learned
+
+    def row(name, found, margin, rca, deformator="proj"):
+        return {"trial": name, "deformator": deformator, "factors_found": found, "rca": rca,
+                "factors": {"size": {"score": 0.5 + margin, "chance": 0.5}}}
+
+    rows = [row("a", 1, 0.05, 0.9), row("b", 1, 0.20, 0.1), row("c", 0, 0.9, 0.99),
+            row("r", 5, 0.9, 0.9, deformator="random")]  # the random baseline is never the best learned
+    assert best_learned(rows)["trial"] == "b"
+    assert best_learned([row("a", 1, 0.1, 0.5), row("b", 1, 0.1, 0.7)])["trial"] == "b"
+    assert best_learned([rows[-1]]) is None

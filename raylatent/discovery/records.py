@@ -130,3 +130,18 @@ def record_of(out: Path, trial: Trial, gamma: float, chance: dict | None = None)
                        rca=m.get("rca"), ls=m.get("ls"), shift_mae=m.get("shift_mae"), gamma=gamma,
                        wall_s=m.get("trial_wall_s"), node_id=m.get("node_id"), directions=trial.directions_file,
                        truth=(labels or {}).get("truth"), **summary)
+
+
+def best_learned(rows: list[dict]) -> dict | None:
+    """The learned configuration that found the most factors against chance; ties go to the most
+    evidence over chance (the sum over factors of score minus threshold), then to RCA. One rule
+    for the report's front panel, its verdicts and `Run.best`, so they name the same trial."""
+    from raylatent.discovery.methods import method_of
+
+    learned = [r for r in rows if method_of(r["deformator"]).role == "learned"]
+    if not learned:
+        return None
+    return max(learned, key=lambda r: (r.get("factors_found", 0),
+                                       sum((f.get("score") or 0) - (f.get("chance") or 0)
+                                           for f in (r.get("factors") or {}).values()),
+                                       r.get("rca") or 0.0, r["trial"]))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from raylatent.config import ConfigError, ReportConfig
+from raylatent.discovery.records import best_learned
 from raylatent.discovery.renders import MANIFEST
 from raylatent.discovery.renders import load as load_rendered
 from raylatent.models.registry import kind_names, kind_of
@@ -198,8 +199,7 @@ def _directions_found(records) -> list[str]:
         ref = [r for r in mine if method_of(r["deformator"]).role == "reference"]
         if not learned:
             continue
-        best = max(learned, key=lambda r: (r.get("factors_found", 0),  # ties: the most evidence over chance
-                                           sum(f.get("score", 0) - f.get("chance", 0) for f in r["factors"].values())))
+        best = best_learned(learned)
         nb, nr = best.get("factors_found", 0), max((r.get("factors_found", 0) for r in ref), default=None)
         line = f"- {gen.upper()}: the best learned configuration ({best['trial']}) finds {nb} of {len(names)} factors"
         if nr is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from raylatent.config import ReportConfig
+from raylatent.discovery.records import best_learned
 from raylatent.discovery.renders import load as load_rendered
 from raylatent.report import figures as F
 from raylatent.report.records import esc
@@ -36,7 +37,7 @@ def what_we_found(records, rendered: Path, man: dict, cfg: ReportConfig, assets:
                    and method_of(r["deformator"]).role == "learned"]
         if not learned:
             continue
-        best = max(learned, key=lambda r: (r.get("factors_found", 0), r.get("rca") or 0.0))
+        best = best_learned(learned)
         charts = F.window(load_rendered(rendered, man["charts"][best["trial"]])["shifts"], w["center"], w["width"])
         f = best["factors"]
         rows = list(f)
