@@ -183,8 +183,8 @@ def calibrate(grid, cap_batch: int = 16, progress=print) -> dict:
             out["fid_epoch_s"][kind] = calibrate_fid(grid, kind)
             say(f"held-out FID {kind} ({g.fid_samples} samples)", out["fid_epoch_s"][kind], "s/epoch")
         torch.set_num_threads(1)
-        per_direction = calibrate_labelling(grid)
-        out["label_s"] = {kind: per_direction for kind in gens}
+        per_direction = calibrate_labelling(grid)  # every generator's pool is labelled, trials or not
+        out["label_s"] = {kind: per_direction for kind in sorted({*gens, *d.generators})}
         say("labelling (phantom slices)", per_direction, "s/direction")
     finally:
         torch.set_num_threads(threads)
@@ -269,6 +269,17 @@ def estimate(grid, cal: dict, cpus: float, gpus: float) -> dict:
             "slots": _slots(d, cpus, gpus), "generators_hours": gen_h, "directions_hours": dev_s / 3600}
 
 
+def check_fits(d, cpus: float, gpus: float, where: str) -> None:
+    """A trial that asks for more than the cluster has never starts: one line saying so (and how
+    to plan for the cluster it is meant for), not an estimate of forever."""
+    if _slots(d, cpus, gpus) == 0:
+        from raylatent.config import ConfigError
+
+        raise ConfigError(f"directions: a trial asks for {{CPU: {d.cpus_per_trial}, GPU: {d.gpus_per_trial}}} and "
+                          f"{where} has {cpus:g} CPUs and {gpus:g} GPUs: no trial could start (give --cpus/--gpus of "
+                          "the target cluster, or lower directions.cpus_per_trial / gpus_per_trial)")
+
+
 def _slots(d, cpus: float, gpus: float) -> int:
     by_cpu = math.floor(cpus / d.cpus_per_trial + 1e-9) if d.cpus_per_trial else 10 ** 6
     by_gpu = math.floor(gpus / d.gpus_per_trial + 1e-9) if d.gpus_per_trial else 10 ** 6
@@ -308,7 +319,7 @@ def dry_run(plan, cap_batch: int = 16, log=print, address: str | None = None, ca
     if grid.search is not None:  # a search grid: its space, trial count and the scheduler's cost
         from raylatent.search.dryrun import dry_run_search
 
-        return dry_run_search(plan, cap_batch, log)
+        return dry_run_search(plan, cap_batch, log, address=address, cpus=cpus, gpus=gpus)
     trials = grid.directions.trials()
     d, g = grid.directions, grid.generators
     log(f"grid {grid.name}: run dir {plan.run_dir}, report {plan.report_dir}")
@@ -321,6 +332,7 @@ def dry_run(plan, cap_batch: int = 16, log=print, address: str | None = None, ca
         + (" and the closed-form methods" if d.baselines else ""))
     log("4. report     Table 1, charts, animations, curves")
     c, gp, where = cluster_resources(address, cpus, gpus)
+    check_fits(d, c, gp, where)  # before the calibration: minutes on a CPU at paper scale
     if calibrate_on == "cluster":
         if not address:
             from raylatent.config import ConfigError
@@ -337,12 +349,6 @@ def dry_run(plan, cap_batch: int = 16, log=print, address: str | None = None, ca
             for t in trials]
     log(tabulate(rows, headers=["trial", "steps", "s/step", "trial wall-clock"], tablefmt="github"))
     slots = est["slots"]
-    if slots == 0:
-        from raylatent.config import ConfigError
-
-        raise ConfigError(f"directions: a trial asks for {{CPU: {d.cpus_per_trial}, GPU: {d.gpus_per_trial}}} and "
-                          f"{where} has {c:g} CPUs and {gp:g} GPUs: no trial could start (lower "
-                          "directions.cpus_per_trial / gpus_per_trial, or give --cpus/--gpus of the target cluster)")
     par = {"ray start": "", "ingest": f"{n_train_slices(grid):,.0f} training slices of {grid.data.patients * grid.data.slices if not grid.data.path else LIDC_SLICES:,}"
            + (" (LIDC-IDRI assumed)" if grid.data.path else ""),
            "generators": f"one kind at a time, {g.num_workers} DDP workers each (assumed to scale linearly)",

@@ -146,3 +146,17 @@ def test_fig8_direction_comes_from_the_labels_without_new_measurement():
     k, how = z_direction(None, A, below, -1)
     assert k == 3 and "no direction beat chance" in how and "|rho| 0.61" in how
     assert z_direction(None, A, below, 1) == (1, "configured")
+
+
+def test_fig8_falls_back_to_lung_area_when_z_was_never_measured():
+    """Labels made without a z regressor carry z with rho 0 (nothing measured): that is no
+    evidence for any direction, so the lung-area proxy decides, and says so."""
+    from raylatent.config import GeneratorsConfig
+    from raylatent.discovery.renders import z_direction
+    from raylatent.models import as_generator, make_generator_from
+
+    G = as_generator(make_generator_from("phantom", GeneratorsConfig(kinds=("phantom",), size=32))).eval()
+    A = {"A": np.eye(G.latent_dim, dtype=np.float32)[:, :3]}
+    unmeasured = {"factors": {"z": {"direction": 0, "rho": 0.0, "purity": 0.0, "found": False}}}
+    k, how = z_direction(G, A, unmeasured, -1)
+    assert 0 <= k < 3 and how.startswith("no z label: largest consistent lung-area change")

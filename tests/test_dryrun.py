@@ -120,3 +120,27 @@ def test_calibration_runs_as_a_ray_task_on_the_cluster(tiny, ray_session, capsys
     assert set(res["calibration"]["step_s"]) == {config_key(t) for t in grid.directions.trials()}
     total = ray_session.cluster_resources()["CPU"]
     assert any(f"on the cluster at auto: {total:g} CPUs" in ln for ln in lines)
+
+
+def test_trials_that_cannot_start_are_one_line_before_calibrating(tiny, capsys):
+    from raylatent.ablate import main
+
+    gpu = ["--set", "directions.gpus_per_trial=1"]
+    assert main(["--grid", str(tiny), "--dry-run", "--gpus", "0", *gpu]) == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    assert "\n" not in err and "no trial could start" in err and "--gpus" in err
+    assert "calibrating [" not in cap.out  # refused before minutes of timing
+    assert main(["--grid", str(tiny), "--dry-run", "--gpus", "2", "--cpus", "8", *gpu]) == 0
+    assert "2 trials at once" in capsys.readouterr().out  # two GPUs, one a trial
+
+
+def test_search_dry_run_plans_for_the_resources_given(tmp_path, capsys):
+    from raylatent.ablate import main
+
+    over = ["--set", "search.num_samples=2", "--set", "directions.iterations=[{steps: 40}]", "--set", "directions.eval_every=20"]
+    assert main(["--grid", "search-smoke", "--dry-run", "--cpus", "6", *over]) == 0
+    assert "on the resources given (6 CPUs, 0 GPUs" in capsys.readouterr().out
+    assert main(["--grid", "search-smoke", "--dry-run", "--cpus", "2", "--set", "directions.gpus_per_trial=1",
+                 *over]) == 2
+    assert "no trial could start" in capsys.readouterr().err

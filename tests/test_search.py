@@ -405,3 +405,32 @@ def test_tpe_without_optuna_is_a_one_line_error(tiny_yaml, monkeypatch):
     with pytest.raises(ConfigError, match=r"raylatent\[search\]"):
         load_grid(str(tiny_yaml))
     load_grid(str(tiny_yaml), ["search.algorithm=random"])  # random search needs nothing more
+
+
+def test_a_stopped_generator_search_trial_keeps_its_generators(tmp_path):
+    """ASHA stops a trial only after its first report, which follows its generators' training:
+    the record the driver writes for it carries them, as a finished trial's does."""
+    from raylatent.discovery.records import write_json
+    from raylatent.search.run import _stopped_record
+
+    folder = tmp_path / "search-0003-abcdef"
+    (folder / "generators" / "gan").mkdir(parents=True)
+    write_json(folder / "params.json", {"trial": folder.name, "params": {"generators.lr_gan": 1e-3}})
+    write_json(folder / "curve.json", [{"step": 10, "rca": 0.4, "ls": 0.3, "shift_mae": 1.0, "wall_s": 3.0,
+                                        "replicates": {}}])
+    write_json(folder / "generators" / "gan" / "metrics.json", {"chosen_epoch": 4, "fid": 2.5, "history": []})
+    rec = _stopped_record(folder)
+    assert rec["stopped_early"] is True and rec["step"] == 10 and "replicates" not in rec
+    assert rec["generators"] == {"gan": {"chosen_epoch": 4, "fid": 2.5}}
+
+
+@pytest.mark.ray
+def test_a_batch_the_train_split_cannot_fill_is_refused_before_any_trial(tpe_run, tiny_yaml, tmp_path):
+    from raylatent.search.run import run_search
+
+    root, _ = tpe_run
+    shards = next((root / "run" / "data").iterdir())
+    grid = load_grid(str(tiny_yaml), GEN_SEARCH + ["search.generators={batch_size: {randint: [4, 1024]}}"])
+    with pytest.raises(ConfigError, match="batch_size: up to 1024 slices a batch, and the train split has") as e:
+        run_search(tmp_path / "gens", grid, tmp_path / "out", shards=shards, log=lambda *a: None)
+    assert "\n" not in str(e.value) and not list((tmp_path / "out").glob("trials/*"))

@@ -52,8 +52,10 @@ def test_trains_exports_the_best_fid_of_the_last_n(kind, tmp_path):
     assert sum(moved) > len(moved) // 2
     assert json.loads((tmp_path / kind / "metrics.json").read_text())["chosen_epoch"] == best["epoch"]
     assert [p.name for p in tmp_path.iterdir()] == [kind]  # no work folder left behind
-    # a rerun returns the record without training
+    # a rerun returns the record without training (and clears a work folder a kill left behind)
+    (tmp_path / f".{kind}.progress").mkdir()
     assert train_in_process(kind, cfg, train, test, tmp_path, log=lambda *a: pytest.fail("retrained")) == summary
+    assert [p.name for p in tmp_path.iterdir()] == [kind]
 
 
 def test_an_interrupted_training_continues_from_its_last_epoch(tmp_path):

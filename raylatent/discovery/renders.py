@@ -87,7 +87,7 @@ def z_direction(G, A: dict, labels: dict | None, configured: int) -> tuple[int, 
     z = (labels or {}).get("factors", {}).get("z") or {}
     if z.get("found"):
         return int(z["direction"]), "the automatic z-position label"
-    if z.get("direction") is not None and np.isfinite(z.get("rho", np.nan)):
+    if z.get("direction") is not None and np.isfinite(z.get("rho", np.nan)) and abs(z["rho"]) > 0:  # 0: z unmeasured
         return int(z["direction"]), (f"no direction beat chance for z: the one the z regressor scores highest "
                                      f"(|rho| {abs(z['rho']):.2f}, purity {z.get('purity', float('nan')):.2f})")
     imgs = traversal(G, A, _latents(8, A["A"].shape[0], 5), [-3.0, 3.0])[:, :, :, 0]  # D x 2 x N x H x W

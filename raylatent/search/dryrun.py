@@ -39,8 +39,12 @@ def search_costs(grid) -> dict:
             "best_steps": int(math.ceil(best)), "eval_every": d.eval_every}
 
 
-def dry_run_search(plan, cap_batch: int = 16, log=print) -> dict:
-    from raylatent.dryrun import calibrate_discovery
+def dry_run_search(plan, cap_batch: int = 16, log=print, address: str | None = None, cpus: float | None = None,
+                   gpus: float | None = None) -> dict:
+    """The space, the trial count, and the scheduler's worst and best case, in trial-steps,
+    device-hours and wall-clock on the resources the run will have (as `dryrun.dry_run`: the
+    given --cpus/--gpus, else the --address cluster's, else this machine's)."""
+    from raylatent.dryrun import calibrate_discovery, check_fits, cluster_resources
 
     grid = plan.grid
     s, d = grid.search, grid.directions
@@ -68,6 +72,8 @@ def dry_run_search(plan, cap_batch: int = 16, log=print) -> dict:
         f"each trial {{CPU: {d.cpus_per_trial}, GPU: {d.gpus_per_trial}}}"
         + (f", at most {s.max_concurrent} at once" if s.max_concurrent else ""))
     log("4. report     SEARCH.md: best vs default, trials sorted by the metric, metric vs each parameter")
+    cpus, gpus, where = cluster_resources(address, cpus, gpus)
+    check_fits(d, cpus, gpus, where)
     log("\ncalibrating at the grid's default batch (a few timed steps per replicate) ...")
     import torch
 
@@ -86,18 +92,16 @@ def dry_run_search(plan, cap_batch: int = 16, log=print) -> dict:
         f"best case ({'ASHA keeps the top 1/' + str(s.reduction_factor) + ' at each rung' if s.scheduler == 'asha' else 'no scheduler: the same'}) "
         f"{c['best_steps']:,} trial-steps ~ {best_h:.2f} device-hours (sampled batch sizes scale this)"
         + (f"; discovery only: add {c['trials']} trainings of {', '.join(trained)}, not calibrated here" if trained else ""))
-    import os
-
     from raylatent.dryrun import FIXED_S, duration, simulate
 
-    cpus, gpus = float(os.cpu_count() or 1), float(torch.cuda.device_count())
     per_trial = c["worst_steps"] * per_step / c["trials"]
     cap = s.max_concurrent or c["trials"]
     jobs = [(f"t{i}", per_trial, float(d.cpus_per_trial), float(d.gpus_per_trial)) for i in range(c["trials"])]
     # max_concurrent: as many trials at once as fit and the cap allows (a cap of k is k slots)
     slots_cpus = min(cpus, cap * d.cpus_per_trial) if d.cpus_per_trial else cpus
-    worst_wall = FIXED_S["tune_start"] + max(e for _, e in simulate(jobs, slots_cpus, gpus).values())
-    log(f"wall-clock on this machine ({cpus:g} CPUs, {gpus:g} GPUs{f', at most {s.max_concurrent} at once' if s.max_concurrent else ''}): "
+    slots_gpus = min(gpus, cap * d.gpus_per_trial) if d.gpus_per_trial else gpus
+    worst_wall = FIXED_S["tune_start"] + max(e for _, e in simulate(jobs, slots_cpus, slots_gpus).values())
+    log(f"wall-clock on {where} ({cpus:g} CPUs, {gpus:g} GPUs{f', at most {s.max_concurrent} at once' if s.max_concurrent else ''}): "
         f"worst case {duration(worst_wall)}, best case about {duration(worst_wall * c['best_steps'] / c['worst_steps'])} "
         "(discovery steps and evaluations; not each trial's start, a few seconds)")
     return {**c, "worst_hours": worst_h, "best_hours": best_h, "worst_wall_s": worst_wall}

@@ -38,7 +38,8 @@ BEST = "best.json"
 
 
 # --------------------------------------------------------------------------- the trainable
-def search_trainable(config: dict, weights: dict | None = None, settings: dict | None = None) -> None:
+def search_trainable(config: dict, weights: dict | None = None, settings: dict | None = None,
+                     data: dict | None = None) -> None:
     """One sample on every replicate, reporting the replicates' means to Tune at each evaluation."""
     from ray import tune
 
@@ -60,7 +61,8 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
     folder = Path(settings["out"]) / "trials" / name
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / PARAMS, {"trial": name, "params": params})
-    own = own_generators(settings, gen_params, folder, "cuda" if cuda else "cpu") if settings["search"].trains_generators else {}
+    own = own_generators(settings, gen_params, folder, "cuda" if cuda else "cpu", data) \
+        if settings["search"].trains_generators else {}
     reps = []
     for td in settings["cells"]:
         t = Trial.from_dict(td)
@@ -129,13 +131,16 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
 GENERATORS = "generators"
 
 
-def own_generators(settings: dict, gen_params: dict, folder: Path, device: str) -> dict[str, tuple]:
+def own_generators(settings: dict, gen_params: dict, folder: Path, device: str, data: dict) -> dict[str, tuple]:
     """A sample's own generators, trained in this process (train/local.py) with the grid's
     `generators` settings and the sample's values, one per trainable kind the cells use; a
-    resumed trial reuses the export or continues from its last epoch. kind -> (z -> image
-    module, {chosen_epoch, fid})."""
+    resumed trial reuses the export or continues from its last epoch. `data`: the train and
+    test images, read once by the driver and shared through the object store (zero-copy, read
+    only: not a copy of the split per concurrent trial). kind -> (z -> image module,
+    {chosen_epoch, fid})."""
+    import warnings
+
     from raylatent.config import GeneratorsConfig
-    from raylatent.data.shards import load_split
     from raylatent.models import as_generator, kind_of
     from raylatent.models.export import load_exported
     from raylatent.train.local import train_in_process
@@ -143,9 +148,10 @@ def own_generators(settings: dict, gen_params: dict, folder: Path, device: str) 
     cfg = dataclasses.replace(GeneratorsConfig(**settings["generators_base"]), **gen_params)  # validated as at load
     kinds = sorted({Trial.from_dict(td).generator for td in settings["cells"]})
     kinds = [k for k in kinds if kind_of(k).trainable]
-    train = load_split(settings["shards"], "train").images
-    test = load_split(settings["shards"], "test")
-    test = test.images if len(test) else train[: cfg.fid_samples]
+    with warnings.catch_warnings():  # the object store's array is read-only; training only indexes it (copies)
+        warnings.simplefilter("ignore", UserWarning)
+        train = torch.from_numpy(data["train"])
+    test = torch.from_numpy(data["test"][: cfg.fid_samples].copy())  # what HeldOut keeps, writable
     out = {}
     for kind in kinds:
         summary = train_in_process(kind, cfg, train, test, folder / GENERATORS, device=device)
@@ -190,7 +196,12 @@ def _stopped_record(folder: Path) -> dict | None:
     if not curve or p is None:
         return None
     last = {k: v for k, v in curve[-1].items() if k != "replicates"}
-    return {"trial": p["trial"], "params": p["params"], **last, "evaluations": len(curve), "stopped_early": True}
+    rec = {"trial": p["trial"], "params": p["params"], **last, "evaluations": len(curve), "stopped_early": True}
+    # a trial reports only once its own generators are trained, so a stopped one has them too
+    trained = {m.parent.name: read_json(m) for m in sorted((folder / GENERATORS).glob("*/metrics.json"))}
+    if trained:
+        rec["generators"] = {k: {"chosen_epoch": v["chosen_epoch"], "fid": v["fid"]} for k, v in trained.items() if v}
+    return rec
 
 
 def _write_stopped(folder: Path, rec: dict) -> None:
@@ -298,7 +309,8 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     settings = {"directions": d, "generators": gcfg, "out": str(out), "cells": [t.to_dict() for t in reps],
                 "search": s, "generators_base": dataclasses.asdict(grid.generators),
                 "shards": str(Path(shards).resolve()) if shards else None}
-    trainable = tune.with_resources(tune.with_parameters(search_trainable, weights=weights, settings=settings),
+    trainable = tune.with_resources(tune.with_parameters(search_trainable, weights=weights, settings=settings,
+                                                         data=_training_data(grid, shards)),
                                     {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
     tc = {"metric": s.metric, "mode": s.mode, "reuse_actors": True,  # a process start saved per trial (tune/stage.py)
           "max_concurrent_trials": s.max_concurrent or None}
@@ -383,6 +395,24 @@ def write_results(out: Path, grid, done: dict, log=print) -> list[dict]:
     log(f"search: best {best['trial']} {s.metric}={best[s.metric]:.4f} {best['params']}"
         + (f"; the grid's default {s.metric}={dflt[s.metric]:.4f}" if dflt else ""))
     return rows
+
+
+def _training_data(grid, shards) -> dict | None:
+    """For a search of generator fields: the train and test images (numpy), once, for every
+    trial through the object store; a searched batch_size the split cannot fill is refused here,
+    in one line, before any trial starts (a trial would fail on it at every retry)."""
+    if not grid.search.trains_generators:
+        return None
+    from raylatent.data.shards import load_split
+
+    train = load_split(str(shards), "train").images.numpy()
+    test = load_split(str(shards), "test").images.numpy()
+    g = grid.generators
+    sizes = [g.batch_size] + [v for x in grid.search.specs_of("generators") if x.name == "batch_size" for v in x.endpoints()]
+    if max(sizes) > len(train):
+        raise ConfigError(f"search.generators.batch_size: up to {max(sizes)} slices a batch, and the train split has "
+                          f"{len(train)}; lower the range (a trial trains on one process: batch_size slices a step)")
+    return {"train": train, "test": test if len(test) else train[: g.fid_samples]}
 
 
 def fixed_kinds(grid) -> list[str]:

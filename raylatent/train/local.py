@@ -47,8 +47,9 @@ def train_in_process(kind: str, cfg: GeneratorsConfig, train_images: torch.Tenso
     """Train `kind` on `train_images` (N x 1 x H x W, [-1, 1]) and export the best-FID model of
     the last `keep_last` epochs to folder/<kind>/; returns its metrics.json record. A rerun
     returns the record; an interrupted run continues from its last finished epoch."""
-    dest = folder / kind
+    dest, work = folder / kind, folder / f".{kind}{PROGRESS}"
     if (dest / METRICS).exists():
+        shutil.rmtree(work, ignore_errors=True)  # killed after the export, before this was removed
         return json.loads((dest / METRICS).read_text())
     if not kind_of(kind).trainable:
         raise ConfigError(f"generators: {kind} is fixed by construction; nothing to train")
@@ -56,7 +57,6 @@ def train_in_process(kind: str, cfg: GeneratorsConfig, train_images: torch.Tenso
     if n < cfg.batch_size:
         raise ConfigError(f"generators.batch_size {cfg.batch_size}: the train split has {n} slices (fewer than one "
                           f"batch); lower generators.batch_size or add data")
-    work = folder / f".{kind}{PROGRESS}"
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = make_generator_from(kind, cfg)
