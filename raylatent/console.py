@@ -124,7 +124,7 @@ def trial_line(i: int, total: int, name: str, result: dict, K: int | None, elaps
 
 
 class TrialLines(Callback):
-    """One console line per finished (or failed) Tune trial, counted against the stage's total,
+    """One console line per Tune trial's start and per finish (or failure), counted against the stage's total,
     with an ETA from the mean pace so far (trials finish in parallel, so pace = elapsed / done),
     timed from the first trial's start: before it, the chance pools hold the CPUs, and counting
     that wait made the first ETAs several times too long (25 min said, 5 min taken, smoke10)."""
@@ -136,7 +136,7 @@ class TrialLines(Callback):
         is_print = getattr(log, "__name__", "") == "print" and getattr(log, "__module__", "") == "builtins"
         self.total, self.name_of, self.K_of = total, name_of, K_of
         self.log = None if is_print else log
-        self.done, self.t0, self.first_start = 0, time.time(), None
+        self.done, self.started, self.t0, self.first_start = 0, 0, time.time(), None
 
     def _say(self, line: str) -> None:
         (self.log or print)(line)
@@ -147,8 +147,11 @@ class TrialLines(Callback):
         return (time.time() - (self.first_start or self.t0)) / self.done * (self.total - self.done)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        """`[start i/N] name`: which trials hold the CPUs now (a long one is visible before it ends)."""
         if self.first_start is None:
             self.first_start = time.time()
+        self.started += 1
+        self._say(f"[start {min(self.started, self.total)}/{self.total}] {self.name_of(trial)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1

@@ -34,6 +34,9 @@ def test_trial_lines_count_against_the_total_and_estimate_the_rest():
     assert [line.split(" ")[0] for line in out] == ["[1/3]", "[2/3]", "[3/3]"]
     assert LINE.match(out[0]) and "ETA" in out[0] and "(16x chance)" in out[0]
     assert out[2].startswith("[3/3] c failed")
+    out.clear()
+    cb.on_trial_start(3, [], _Trial("d", None))
+    assert out == ["[start 1/3] d"]
 
 
 def test_the_console_log_keeps_every_line_with_a_timestamp(tmp_path, capsys):
