@@ -154,7 +154,7 @@ def test_changing_one_dicom_file_retrains_and_says_why(smoke_run, tmp_path, ray_
 
 def test_the_console_says_one_line_per_trial_and_keeps_a_log(smoke_run):
     """console.log: every trial once as `[start i/N] name` and `[i/N] name done: RCA ...`, N the
-    banner's count, every generator epoch with an ETA until the last, no Tune
+    banner's count, no Tune
     status tables (they are -v only), no Ray Data progress bars; the last line counts the same."""
     import re
 
@@ -168,12 +168,6 @@ def test_the_console_says_one_line_per_trial_and_keeps_a_log(smoke_run):
     starts = re.findall(r"\[start (\d+)/(\d+)\] (\S+)$", text, flags=re.M)
     assert sorted(int(i) for i, _, _ in starts) == list(range(1, len(trials) + 1))  # each trial once, no failure
     assert {name for *_, name in starts} == {t.name for t in trials}
-    epochs = load_grid("smoke", REDUCED).generators.epochs
-    for kind in ("gan", "vae"):  # every epoch once, counted from 1, with an ETA until the last
-        lines = re.findall(rf"  {kind} epoch (\d+)/{epochs}: FID .*$", text, flags=re.M)
-        assert [int(e) for e in lines] == list(range(1, epochs + 1))
-        with_eta = [ln for ln in text.splitlines() if f" {kind} epoch " in ln and "; ETA " in ln]
-        assert len(with_eta) == epochs - 1
     assert "Trial status:" not in text and "row/s]" not in text
     n_closed = len(json.loads((root / "report" / "results.json").read_text())) - len(trials)
     assert f"({len(trials)} trials and {n_closed} closed-form direction sets)" in text.splitlines()[-1]

@@ -85,3 +85,22 @@ def test_eta_is_timed_from_the_first_trial_start_not_the_wait_before_it(monkeypa
     now[0] += 15.0                        # a trial finishes 20 s after the first start
     cb.on_trial_complete(0, [], _Trial("a", 0.5))
     assert cb._eta() == 20.0 / 1 * 4      # not (80 + 20) / 1 * 4
+
+
+def test_generator_epoch_lines_count_from_one_with_an_eta_until_the_last(monkeypatch, capsys):
+    """The Train controller's line per epoch (the test session's Ray forwards no worker output, so
+    the callback is driven here): the ETA is the pace since the first report (which carries the
+    run's start-up) times the epochs left, and the last epoch has none."""
+    import raylatent.train.stage as stage
+
+    now = [100.0]
+    monkeypatch.setattr("time.time", lambda: now[0])
+    cb = stage._progress_callback("gan", 4)
+    for epoch, wall in ((0, 0.0), (1, 2.0), (2, 2.0), (3, 2.0)):
+        now[0] += wall
+        cb.after_report(None, [{"epoch": epoch, "fid": 9.0, "loss_D": 0.5, "loss_G": 1.0, "epoch_s": 1.5}], None)
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(":")[0].strip() for ln in lines] == [f"gan epoch {e}/4" for e in (1, 2, 3, 4)]
+    assert lines[0].endswith("1.5 s; ETA 4 s")   # before a pace exists: the epoch's own time x 3 left
+    assert lines[1].endswith("; ETA 4 s")        # 2 s an epoch since the first, 2 left
+    assert lines[2].endswith("; ETA 2 s") and "ETA" not in lines[3]
