@@ -76,13 +76,13 @@ def test_explorer_directions_is_checked_at_load(bad):
 
 
 def test_damaged_labels_are_one_line(report, tmp_path):
-    from raylatent.report.explorer import _labels
+    from raylatent.report.records import load_labels
 
     p = tmp_path / "trials" / "x" / "labels.json"
     p.parent.mkdir(parents=True)
     p.write_text("{not json")
     with pytest.raises(ConfigError) as e:
-        _labels(tmp_path, {"directions": "trials/x/directions.npz"})
+        load_labels(tmp_path, {"directions": "trials/x/directions.npz"})
     assert "\n" not in str(e.value) and str(p) in str(e.value)
 
 

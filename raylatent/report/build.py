@@ -20,7 +20,7 @@ from raylatent.report import figures as F
 from raylatent.report.explorer import PAGE as EXPLORER_PAGE
 from raylatent.report.explorer import write_explorer
 from raylatent.report.front import next_steps, what_we_found, write_html
-from raylatent.report.records import esc, inside, load_records
+from raylatent.report.records import esc, inside, load_labels, load_records
 from raylatent.report.tables import claims, table1
 
 LATEST = "latest.json"
@@ -170,11 +170,6 @@ def _steps_line(records: list[dict]) -> list[str]:
             + " (the paper: 3,000-250,000).", ""]
 
 
-def _labels(ddir: Path, r: dict) -> dict | None:
-    p = ddir / Path(r["directions"]).parent / "labels.json"
-    return json.loads(p.read_text()) if p.exists() else None
-
-
 def _directions_found(records) -> list[str]:
     from tabulate import tabulate
 
@@ -267,7 +262,7 @@ def _direction_charts(records, ddir: Path, rendered: Path, man: dict, cfg: Repor
         charts, sweeps = F.window(imgs["shifts"], w["center"], w["width"]), F.window(imgs["sweep"], w["center"], w["width"])
         scores = "" if r["rca"] is None else f" (RCA {r['rca']:.3f}, Ls {r['ls']:.3f})"
         md.append(f"### {r['trial']}{scores}")
-        lab = _labels(ddir, r)
+        lab = load_labels(ddir, r)
         names = [x["label"] for x in lab["directions"]] if lab else None
         K = charts.shape[0]
         for page, start in enumerate(range(0, K, cfg.max_chart_rows)):

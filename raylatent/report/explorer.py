@@ -23,25 +23,12 @@ from PIL import Image
 from raylatent.config import ConfigError, ReportConfig
 from raylatent.discovery.renders import load as load_rendered
 from raylatent.report import figures as F
+from raylatent.report.records import load_labels
 
 PAGE = "explorer.html"
 PREFIX = "explorer-"   # sprites: assets/explorer-<trial>-<direction>.png (flat: every report image is in assets/)
 TILE_PX = 192         # displayed size of one slice (an integer multiple of the image size, at least this)
 DATA_START, DATA_END = "/*DATA*/", "/*END DATA*/"
-
-
-def _labels(ddir: Path, r: dict) -> dict | None:
-    """A trial's labels.json, or None when it has none (an unlabelled run); damaged = one line."""
-    p = ddir / Path(r["directions"]).parent / "labels.json"
-    if not p.exists():
-        return None
-    try:
-        lab = json.loads(p.read_text())
-        if not isinstance(lab.get("directions"), list):
-            raise ValueError("no directions")
-        return lab
-    except (OSError, ValueError, AttributeError):
-        raise ConfigError(f"{p}: damaged labels (rerun python -m raylatent.ablate to label the directions again)") from None
 
 
 def _direction(k: int, lab: dict | None, factors: dict) -> dict:
@@ -90,7 +77,7 @@ def write_explorer(records: list[dict], ddir: Path, rendered: Path, man: dict, c
         D, S, N, H, W = imgs.shape
         data.update(latents=N, size=[H, W], scale=max(1, -(-TILE_PX // H)))
         windowed = [F.window(imgs, w["center"], w["width"]) for w in cfg.windows]
-        lab, factors = _labels(ddir, r), r.get("factors") or {}
+        lab, factors = load_labels(ddir, r), r.get("factors") or {}
         dirs = []
         for j, k in enumerate(e["directions"]):
             # one sprite per direction: a row per (window, latent), a column per shift

@@ -83,3 +83,18 @@ def load_records(path: Path) -> list[dict]:
         if "labels" in r and not (isinstance(r["labels"], list) and all(isinstance(x, str) for x in r["labels"])):
             raise ConfigError(f"{where}: labels must be a list of strings")
     return records
+
+
+def load_labels(ddir: Path, r: dict) -> dict | None:
+    """A trial's labels.json, or None when it has none (an unlabelled run); a damaged one is a
+    one-line error naming the file (the direction charts and the explorer both read it)."""
+    p = ddir / Path(r["directions"]).parent / "labels.json"
+    if not p.exists():
+        return None
+    try:
+        lab = json.loads(p.read_text())
+        if not isinstance(lab.get("directions"), list):
+            raise ValueError("no directions")
+        return lab
+    except (OSError, ValueError, AttributeError):
+        raise ConfigError(f"{p}: damaged labels (rerun python -m raylatent.ablate to label the directions again)") from None
