@@ -265,9 +265,10 @@ def _run_all(plan: Plan, args) -> int:
         plan.resolve_generators(load_manifest(shards))
         gcfg = grid.generators
         if grid.search is not None and grid.search.trains_generators:
+            fixed = plan.read_kinds()
             print("generators: each search trial trains its own (search.generators); "
-                  + (f"here only the fixed {', '.join(plan.read_kinds())}" if plan.read_kinds() else "none here"))
-            gcfg = dataclasses.replace(gcfg, kinds=tuple(plan.read_kinds())) if plan.read_kinds() else None
+                  + (f"here only the fixed {', '.join(fixed)}" if fixed else "none here"))
+            gcfg = dataclasses.replace(gcfg, kinds=tuple(fixed)) if fixed else None
         if gcfg is not None:
             run_generators(shards, gcfg, plan.generators, epoch_lines=not quiet, monitor=grid.monitor)
     times["generators"] = t.s

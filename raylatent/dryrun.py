@@ -70,22 +70,22 @@ def config_key(trial) -> str:
     return f"{trial.generator}/{trial.reconstructor}/{trial.deformator}/K{trial.K}"
 
 
-def calibrate_discovery(grid, trial, cap_batch: int) -> float:
-    """Seconds per step at the grid's batch (measured at min(batch, cap) and scaled)."""
-    disc = _discovery(grid, trial, cap_batch)
-    return _time(disc.step) * grid.directions.batch / disc.cfg.batch
-
-
-def _discovery(grid, trial, cap_batch: int):
+def calibrate_discovery(grid, trial, cap_batch: int) -> tuple[float, float]:
+    """(seconds per step at the grid's batch, measured at min(batch, cap) and scaled; seconds of
+    one held-out evaluation of eval_n fresh latents), both on one randomly initialised trial."""
+    from raylatent.discovery.evaluate import evaluate
     from raylatent.discovery.step import Discovery, DiscoveryConfig
     from raylatent.models import as_generator, make_generator_from
 
     g, d = grid.generators, grid.directions
     G = as_generator(make_generator_from(trial.generator, g))
     dev = _device()
-    return Discovery(G, DiscoveryConfig(K=trial.K, deformator=trial.deformator, reconstructor=trial.reconstructor,
+    disc = Discovery(G, DiscoveryConfig(K=trial.K, deformator=trial.deformator, reconstructor=trial.reconstructor,
                                         recon_width=d.width_for(trial.reconstructor), batch=min(d.batch, cap_batch)),
                      device=dev, amp=dev == "cuda")
+    step = _time(disc.step) * d.batch / disc.cfg.batch
+    n = min(d.eval_n, 4 * disc.cfg.batch)
+    return step, _time(lambda: evaluate(disc, n=n), n=1, repeats=2) * d.eval_n / n
 
 
 def calibrate_training(grid, kind: str, cap_batch: int) -> float:
@@ -137,15 +137,6 @@ def calibrate_labelling(grid) -> float:
     return _time(lambda: score_directions(G, A / A.norm(dim=0)), n=1, repeats=2) / LABEL_PROBE
 
 
-def calibrate_evaluation(grid, trial, cap_batch: int) -> float:
-    """Seconds of one held-out evaluation (eval_n fresh latents)."""
-    from raylatent.discovery.evaluate import evaluate
-
-    disc = _discovery(grid, trial, cap_batch)
-    n = min(grid.directions.eval_n, 4 * disc.cfg.batch)
-    return _time(lambda: evaluate(disc, n=n), n=1, repeats=2) * grid.directions.eval_n / n
-
-
 def calibrate(grid, cap_batch: int = 16, progress=print) -> dict:
     """Every work unit of the grid, timed on this process's hardware; plain numbers (it may run
     as a Ray task). Torch threads are set as the run will have them (trials: cpus_per_trial;
@@ -173,8 +164,7 @@ def calibrate(grid, cap_batch: int = 16, progress=print) -> dict:
     try:
         torch.set_num_threads(max(1, int(d.cpus_per_trial)))
         for key, t in configs.items():
-            out["step_s"][key] = calibrate_discovery(grid, t, cap_batch)
-            out["eval_s"][key] = calibrate_evaluation(grid, t, cap_batch)
+            out["step_s"][key], out["eval_s"][key] = calibrate_discovery(grid, t, cap_batch)
             say(f"discovery {key}", out["step_s"][key], "s/step")
         torch.set_num_threads(max(1, int(g.cpus_per_worker)))
         for kind in kinds:

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
 WEIGHTS = "generator.pt"
+METRICS = "metrics.json"
 
 
 def save_generator(path: str | os.PathLike, kind: str, state_dict: dict, epoch: int, config_json: str) -> None:
     torch.save({"model": state_dict, "kind": kind, "epoch": epoch, "config": config_json}, path)
+
+
+def write_export(out: Path, kind: str, state_dict: dict, epoch: int, config_json: str, summary: dict) -> dict:
+    """out/<kind>/: the weights and their metrics.json, written in a temporary folder and moved
+    into place whole, so a kind whose metrics.json exists is complete and a rerun skips it (the
+    generators stage, a fixed kind, and a search trial's own training all export this way).
+    Returns the record as a rerun reads it back."""
+    dest, tmp = out / kind, out / f".{kind}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_generator(tmp / WEIGHTS, kind, state_dict, epoch, config_json)
+    (tmp / METRICS).write_text(json.dumps(summary, indent=1))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return json.loads((dest / METRICS).read_text())
 
 
 def read_generator(folder: str | os.PathLike, kind: str) -> dict:

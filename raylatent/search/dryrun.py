@@ -82,10 +82,9 @@ def dry_run_search(plan, cap_batch: int = 16, log=print, address: str | None = N
     # calibrate_discovery takes the best of three timings: the first calls run several times slower
     # (allocation, lazy init: 1.7 vs 0.07 s/step measured on the phantom generator); an evaluation
     # every eval_every steps is spread over the steps
-    from raylatent.dryrun import calibrate_evaluation
-
-    per_step = sum((calibrate_discovery(grid, t, cap_batch) + calibrate_evaluation(grid, t, cap_batch)
-                    / min(d.eval_every, t.steps)) * t.steps for t in reps) / max(1, sum(t.steps for t in reps))
+    timed = [(t, calibrate_discovery(grid, t, cap_batch)) for t in reps]
+    per_step = sum((step + evaluation / min(d.eval_every, t.steps)) * t.steps
+                   for t, (step, evaluation) in timed) / max(1, sum(t.steps for t in reps))
     torch.set_num_threads(threads)
     worst_h, best_h = c["worst_steps"] * per_step / 3600, c["best_steps"] * per_step / 3600
     log(f"cost: worst case (no trial stopped) {c['worst_steps']:,} trial-steps ~ {worst_h:.2f} device-hours; "

@@ -307,8 +307,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     weights, gcfg, digests = _weights(Path(generators_dir), fixed_kinds(grid), digests)
     reps = cells(grid)
     settings = {"directions": d, "generators": gcfg, "out": str(out), "cells": [t.to_dict() for t in reps],
-                "search": s, "generators_base": dataclasses.asdict(grid.generators),
-                "shards": str(Path(shards).resolve()) if shards else None}
+                "search": s, "generators_base": dataclasses.asdict(grid.generators)}
     trainable = tune.with_resources(tune.with_parameters(search_trainable, weights=weights, settings=settings,
                                                          data=_training_data(grid, shards)),
                                     {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})

@@ -24,11 +24,10 @@ import torch
 
 from raylatent.config import ConfigError, GeneratorsConfig
 from raylatent.models import kind_of, make_generator_from
-from raylatent.models.export import WEIGHTS, save_generator
+from raylatent.models.export import METRICS, write_export
 from raylatent.train.loops import HISTORY, STATE, HeldOut, run_epoch
 from raylatent.train.shuffle import epoch_seed
 
-METRICS = "metrics.json"
 PROGRESS = ".progress"
 
 
@@ -93,19 +92,13 @@ def train_in_process(kind: str, cfg: GeneratorsConfig, train_images: torch.Tenso
 
     kept = [(e, m) for e, m in ((m["epoch"], m) for m in history[-cfg.keep_last:]) if _snapshot(work, e).exists()]
     epoch, metrics = pick_best(kept)
-    tmp = folder / f".{kind}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     weights = torch.load(_snapshot(work, epoch), map_location="cpu", weights_only=True)
-    save_generator(tmp / WEIGHTS, kind, weights, epoch, json.dumps(asdict(cfg)))
-    summary = {"kind": kind, "chosen_epoch": int(epoch), "fid": metrics["fid"], "fid_network": metrics.get("fid_network"),
-               "candidates": [{"epoch": e, "fid": m["fid"]} for e, m in kept], "history": history,
-               "config": asdict(cfg), "trained": "in-process"}
-    (tmp / METRICS).write_text(json.dumps(summary, indent=1))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    record = write_export(folder, kind, weights, epoch, json.dumps(asdict(cfg)), {
+        "kind": kind, "chosen_epoch": int(epoch), "fid": metrics["fid"], "fid_network": metrics.get("fid_network"),
+        "candidates": [{"epoch": e, "fid": m["fid"]} for e, m in kept], "history": history,
+        "config": asdict(cfg), "trained": "in-process"})
     shutil.rmtree(work)  # resume needs none of it once the export is written
-    return json.loads((dest / METRICS).read_text())  # the same record a rerun returns
+    return record
 
 
 __all__ = ["train_in_process"]

@@ -16,10 +16,8 @@ import torch
 
 from raylatent.config import ConfigError, GeneratorsConfig, MonitorConfig
 from raylatent.data.ingest import load_manifest
-from raylatent.models.export import WEIGHTS, load_exported, save_generator
+from raylatent.models.export import METRICS, WEIGHTS, load_exported, write_export
 from raylatent.train.loops import HISTORY, STATE, train_loop
-
-METRICS = "metrics.json"
 RAY_TRAIN = "ray_train"  # Ray Train's runs, one per kind: kept only until the kind is exported
 
 
@@ -138,17 +136,10 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
         state = torch.load(os.path.join(d, STATE), map_location="cpu", weights_only=True)
         history = json.load(open(os.path.join(d, HISTORY)))
     full = json.load(open(os.path.join(result.checkpoint.path, HISTORY))) if result.checkpoint else history
-    tmp = out / f".{kind}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_generator(tmp / WEIGHTS, kind, state["model"], state["epoch"], state["config"])
-    summary = {"kind": kind, "chosen_epoch": int(state["epoch"]), "fid": metrics["fid"],
-               "fid_network": metrics.get("fid_network"),
-               "candidates": [{"epoch": m["epoch"], "fid": m["fid"]} for _, m in result.best_checkpoints],
-               "history": full, "config": asdict(cfg)}
-    (tmp / METRICS).write_text(json.dumps(summary, indent=1))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    summary = write_export(out, kind, state["model"], state["epoch"], state["config"], {
+        "kind": kind, "chosen_epoch": int(state["epoch"]), "fid": metrics["fid"], "fid_network": metrics.get("fid_network"),
+        "candidates": [{"epoch": m["epoch"], "fid": m["fid"]} for _, m in result.best_checkpoints],
+        "history": full, "config": asdict(cfg)})
     # exported with its metrics: a rerun skips this kind, so the run's checkpoints (keep_last full
     # states with optimisers, ~5x the export each) serve nothing any more
     shutil.rmtree(out / RAY_TRAIN / f"train-{kind}", ignore_errors=True)
@@ -156,7 +147,7 @@ def train_generator(kind: str, shards: str | os.PathLike, cfg: GeneratorsConfig,
         (out / RAY_TRAIN).rmdir()
     log(f"generators: {kind} chose epoch {summary['chosen_epoch'] + 1}/{cfg.epochs} (FID {summary['fid']:.2f}, "
         f"{summary['fid_network']})")
-    return json.loads((dest / METRICS).read_text())  # the same record a skipped rerun returns
+    return summary  # the same record a skipped rerun returns
 
 
 def run_generators(shards: str | os.PathLike, cfg: GeneratorsConfig, out: str | os.PathLike,
@@ -182,16 +173,9 @@ def write_fixed_generator(kind: str, shards, cfg: GeneratorsConfig, out: Path, l
     dest = out / kind
     if (dest / METRICS).exists():
         return json.loads((dest / METRICS).read_text())
-    tmp = out / f".{kind}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model = make_generator_from(kind, cfg)
-    save_generator(tmp / WEIGHTS, kind, model.state_dict(), 0, json.dumps(asdict(cfg)))
-    summary = {"kind": kind, "trained": False, "chosen_epoch": None, "fid": None, "fid_network": None,
-               "candidates": [], "history": [], "config": asdict(cfg)}
-    (tmp / METRICS).write_text(json.dumps(summary, indent=1))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    summary = write_export(out, kind, make_generator_from(kind, cfg).state_dict(), 0, json.dumps(asdict(cfg)), {
+        "kind": kind, "trained": False, "chosen_epoch": None, "fid": None, "fid_network": None,
+        "candidates": [], "history": [], "config": asdict(cfg)})
     log(f"generators: {kind} is fixed by construction (no training); exported to {dest}")
     return summary
 

@@ -90,11 +90,12 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
     board = _Board(settings.get("monitor"), settings.get("tensorboard"), t, G, d.shift_scale)
 
     def report(metrics: dict, _checkpointed: bool) -> None:
-        save_directions(folder / DIRECTIONS, arrays(), {**cfg.to_dict(), **t.to_dict(), **provenance})
+        now = arrays()
+        save_directions(folder / DIRECTIONS, now, {**cfg.to_dict(), **t.to_dict(), **provenance})
         curve.append({k: metrics[k] for k in CURVE_KEYS})
         write_json(folder / CURVE, curve)  # before the checkpoint: a kill in between re-evaluates, never skips
         save_checkpoint(disc, folder)
-        board.log(metrics, arrays())
+        board.log(metrics, now)
         final = metrics["step"] >= t.steps
         tune.report(finish(metrics) if final else {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id})
         if settings.get("after_report"):  # an injected observer (tests use it to fail a trial once)
