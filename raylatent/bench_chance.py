@@ -26,33 +26,39 @@ def _score(job: tuple) -> np.ndarray:
     from raylatent.models import as_generator
     from raylatent.models.export import load_exported
 
-    generators, zreg, kind, n, seed = job
+    generators, zreg, kind, n, seed, couplings = job
     torch.set_num_threads(1)
     G = as_generator(load_exported(Path(generators), kind))
-    return score_matrix(pool_scores(G, G.latent_dim, n, zreg=zreg, seed=seed), FACTORS)
+    return score_matrix(pool_scores(G, G.latent_dim, n, zreg=zreg, seed=seed, couplings=couplings), FACTORS)
 
 
 def scored_pools(run: Path, pool: int, block: int, cache: Path, workers: int) -> dict[str, np.ndarray]:
     """kind -> pool x F scores; blocks of `block` directions cached as .npy (a rerun rescoring
-    nothing), seeds 1, 2, ... so no block repeats the run's own pool (seed 0)."""
-    latest = json.loads((run / "latest.json").read_text())
-    generators, shards = run / latest["stages"]["generators"], run / latest["stages"]["data"]
+    nothing; named by the labeller's version), seeds 1, 2, ... so no block repeats the run's own
+    pool (seed 0). Scored with the run's couplings (couplings.json), as its trials were."""
+    from raylatent.interpret.couplings import as_couplings
+    from raylatent.interpret.labels import LABELLER_VERSION
     from raylatent.models.export import WEIGHTS
 
+    latest = json.loads((run / "latest.json").read_text())
+    generators, shards = run / latest["stages"]["generators"], run / latest["stages"]["data"]
+    saved = run / latest["stages"]["directions"] / "couplings.json"
+    couplings = as_couplings(json.loads(saved.read_text())["couplings"]) if saved.exists() else None
     kinds = sorted(p.parent.name for p in generators.glob(f"*/{WEIGHTS}"))
     cache.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(generators), None, k, block, 1 + b) for k in kinds for b in range(-(-pool // block))]
-    todo = [j for j in jobs if not (cache / f"{j[2]}-{j[4]}.npy").exists()]
+    name = lambda kind, seed: cache / f"{kind}-{seed}-{LABELLER_VERSION}.npy"  # noqa: E731
+    jobs = [(str(generators), None, k, block, 1 + b, couplings) for k in kinds for b in range(-(-pool // block))]
+    todo = [j for j in jobs if not name(j[2], j[4]).exists()]
     if todo:  # the z regressor is fitted once, as a run fits it once per experiment, and shipped to every block
         from raylatent.interpret.reading import z_regressor
 
         zreg = z_regressor(str(shards))
-        todo = [(g, zreg, k, n, seed) for g, _, k, n, seed in todo]
+        todo = [(g, zreg, k, n, seed, c) for g, _, k, n, seed, c in todo]
     with ProcessPoolExecutor(max_workers=workers) as ex:
         for j, S in zip(todo, ex.map(_score, todo)):
-            np.save(cache / f"{j[2]}-{j[4]}.npy", S)
+            np.save(name(j[2], j[4]), S)
             print(f"chance bench: scored {j[3]} directions on {j[2]} (block {j[4]})", flush=True)
-    return {k: np.concatenate([np.load(cache / f"{k}-{j[4]}.npy") for j in jobs if j[2] == k]) for k in kinds}
+    return {k: np.concatenate([np.load(name(k, j[4])) for j in jobs if j[2] == k]) for k in kinds}
 
 
 def false_find_study(S: np.ndarray, factors, K: int, fit: int, reps: int, seed: int = 0) -> dict:

@@ -240,9 +240,11 @@ def estimate(grid, cal: dict, cpus: float, gpus: float) -> dict:
     trials = d.trials()
     jobs, dev_s = [], 0.0
     if d.baselines or d.chance_pool:  # once per generator, started before the trials (tune/stage.py)
+        from raylatent.discovery.controls import CONTROL_LABEL_UNITS
+
         k_closed = max(x["K"] for x in d.deformators) if d.baselines else 0
         for kind in sorted(d.generators):
-            secs = (d.chance_pool + 2 * k_closed) * cal["label_s"][kind]
+            secs = (d.chance_pool + 2 * k_closed + CONTROL_LABEL_UNITS) * cal["label_s"][kind]
             jobs.append((f"chance pool {kind}", secs, 1.0, 0.0))
             dev_s += secs
     for t in trials:

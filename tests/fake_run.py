@@ -15,9 +15,13 @@ from raylatent.models import make_generator
 from raylatent.report.tables import COLS, ROWS
 
 
-def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40, steps=None, fid_network: str = "fallback:test") -> Path:
+def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40, steps=None, fid_network: str = "fallback:test",
+             controls: bool = False) -> Path:
     """metrics(gen, rec, defo, K, seed) -> (rca, ls). K100 stands in for K=100 (smaller, faster);
-    steps(gen, rec, defo, K) -> iterations (20 for every trial by default)."""
+    steps(gen, rec, defo, K) -> iterations (20 for every trial by default). `controls`: a
+    supervised control per generator (direction i labelled with factor i; it finds the first six
+    at K = 32 and the first four at K = 100) and a coverage.json in which the VAE does not
+    generate breast."""
     root = Path(root)
     stages = {"data": "data/d", "generators": "generators/g", "directions": "directions/t"}
     for v in stages.values():
@@ -87,6 +91,11 @@ def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40, steps=None,
                             "shift_mae": ls / 0.25, "gamma": 0.25, "wall_s": 1.0,
                             "directions": f"trials/{name}/directions.npz", "labels": labs, "factors": found,
                             "factors_found": sum(v["found"] for v in found.values())})
+    if controls:
+        for r in records:  # as the directions stage marks them from coverage.json
+            if r["generator"] == "vae":
+                r["factors"]["breast"]["generated"] = False
+        records += _controls(root / stages["directions"])
     (root / stages["directions"] / "results.json").write_text(json.dumps(records))
     rep = asdict(ReportConfig(max_chart_rows=16, gif_dirs_per_file=10))
     from raylatent.tune.stage import render_for_report
@@ -99,3 +108,34 @@ def fake_run(root: Path, metrics=None, seeds=(0, 1), K100: int = 40, steps=None,
                                                   "hardware": "test", "report": rep}))
     (root / "stage_times.json").write_text(json.dumps({"ingest": 1.0, "generators": 2.0, "directions": 3.0}))
     return root
+
+
+def _controls(ddir: Path) -> list[dict]:
+    """fake_run's control records (supervised, 8 directions per generator) and coverage.json."""
+    from raylatent.interpret.labels import ATTRIBUTES, FACTORS
+
+    records, cov = [], {}
+    for g in ("gan", "vae"):
+        name = f"{g}-none-supervised-K8-s0"
+        tdir = ddir / "trials" / name
+        tdir.mkdir(parents=True, exist_ok=True)
+        A = torch.randn(32, 8, generator=torch.Generator().manual_seed(7))
+        save_directions(tdir / "directions.npz", A / A.norm(dim=0), {"baseline": "supervised"})
+        found = {a: {"direction": i, "rho": 0.9, "purity": 0.8, "found": i < 4, "score": 0.72, "chance": 0.6}
+                 for i, a in enumerate(FACTORS)}
+        rows = [{"direction": i, "label": a, "top": a, "purity": 0.8, "rho": {b: 0.9 if b == a else 0.1 for b in ATTRIBUTES}}
+                for i, a in enumerate(FACTORS)]
+        (tdir / "labels.json").write_text(json.dumps({"directions": rows, "factors": found, "control_factors": list(FACTORS)}))
+        records.append({"trial": name, "generator": g, "reconstructor": "none", "deformator": "supervised", "K": 8,
+                        "seed": 0, "iterations": 0, "rca": None, "ls": None, "shift_mae": None, "gamma": None,
+                        "wall_s": 0.0, "directions": f"trials/{name}/directions.npz", "labels": list(FACTORS),
+                        "factors": found, "factors_found": 4,
+                        "found_by_K": {"32": list(FACTORS[:6]), "100": list(FACTORS[:4])}})
+        cov[g] = {"samples": 256, "data_slices": 10, "generated": 8 - (g == "vae"),
+                  "factors": {a: {"spread_ratio": 0.2 if (g == "vae" and a == "breast") else 0.9, "distance": 0.3,
+                                  "generated": not (g == "vae" and a == "breast")} for a in FACTORS},
+                  "memorisation": {"median_ratio": 0.1 if g == "gan" else 1.1, "median_sample_distance": 1.0,
+                                   "median_held_out_distance": 2.0, "nearer_than_held_out": 0.9 if g == "gan" else 0.0,
+                                   "memorised": g == "gan"}}
+    (ddir / "coverage.json").write_text(json.dumps(cov))
+    return records

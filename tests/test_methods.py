@@ -78,7 +78,7 @@ def test_trial_name_and_record_round_trip():
                       K=t.K, seed=t.seed, iterations=600, rca=0.5, ls=0.1, shift_mae=0.4, gamma=0.25, wall_s=1.0,
                       node_id="n", directions=t.directions_file)
     row = rec.to_dict()
-    assert list(row) == [f for f in FIELDS if f not in ("labels", "factors", "factors_found", "truth")]
+    assert list(row) == [f for f in FIELDS if f not in ("labels", "factors", "factors_found", "truth", "found_by_K")]
     assert json.loads(json.dumps(row)) == row
 
 

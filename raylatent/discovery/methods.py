@@ -7,8 +7,12 @@ one of three roles:
   the shared `Discovery` (step.py) trains it: one step, held-out evaluation, export, checkpoint.
 - `reference`: the same trial with A fixed at random (only R learns): the baseline every learned
   number is read against (paper Figs 9-10).
-- `closed-form`: directions computed once per generator from its weights (`fit(G, K)`), no
-  reconstructor, no RCA: SeFa and GANSpace.
+- `closed-form`: directions computed once per generator from its weights (`fit(G, K, kind, zreg)`),
+  no reconstructor, no RCA: SeFa and GANSpace.
+- `control`: positive controls computed once per generator (`fit` as closed-form; None where the
+  generator has no such set): a direction per factor that should be found, held to every grid K's
+  chance threshold (discovery/controls.py): `axes` (the true axes of a truth-declaring generator)
+  and `supervised` (a linear model of each attribute on z).
 
 Every method exports through `Directions.arrays()` / `save_directions`: a d x K matrix of unit
 columns `A` that plain numpy reads, plus what its exact shift needs (`render` says how the
@@ -33,7 +37,7 @@ class Method:
     role: str                  # learned | reference | closed-form
     render: str = "linear"     # linear: eps * a_k; path: the exported arrays' own shift
     directions: Callable | None = None   # (latent_dim, K, torch.Generator) -> Directions (trials)
-    fit: Callable | None = None          # (G, K) -> d x K matrix (closed form)
+    fit: Callable | None = None          # (G, K, kind, zreg) -> d x K matrix, or (matrix, factor names) (control)
     needs_K_equal_d: bool = False        # the grid must set K = latent_dim
     in_paper: bool = True
 
@@ -43,7 +47,8 @@ class Method:
         return self.role in ("learned", "reference")
 
 
-ROLES = ("learned", "reference", "closed-form")
+ROLES = ("learned", "reference", "closed-form", "control")
+ONCE_PER_GENERATOR = ("closed-form", "control")  # computed beside the trials, no reconstructor
 METHODS: dict[str, Method] = {}
 
 
@@ -71,16 +76,28 @@ def reference() -> str:
     return names("reference")[0]
 
 
-def _sefa(G, K: int) -> torch.Tensor:
+def _sefa(G, K: int, kind: str, zreg=None) -> torch.Tensor:
     from raylatent.discovery.baselines import sefa
 
     return sefa(G.first_linear.detach(), min(K, G.latent_dim))
 
 
-def _ganspace(G, K: int) -> torch.Tensor:
+def _ganspace(G, K: int, kind: str, zreg=None) -> torch.Tensor:
     from raylatent.discovery.baselines import first_layer_of, ganspace
 
     return ganspace(first_layer_of(G), G.latent_dim, min(K, G.latent_dim))
+
+
+def _axes(G, K: int, kind: str, zreg=None):
+    from raylatent.discovery.controls import true_axes
+
+    return true_axes(G, kind)
+
+
+def _supervised(G, K: int, kind: str, zreg=None):
+    from raylatent.discovery.controls import supervised
+
+    return supervised(G, zreg)
 
 
 register(Method("ortho", "Orthogonal", "learned", directions=D.OrthoDirections, needs_K_equal_d=True))
@@ -92,6 +109,9 @@ register(Method("random", "Random directions (A fixed, only R learns)", "referen
                 directions=lambda d, K, g: D.RandomDirections(d, K, g, ortho=K <= d)))
 register(Method("sefa", "SeFa (closed form)", "closed-form", fit=_sefa, in_paper=False))
 register(Method("ganspace", "GANSpace (closed form)", "closed-form", fit=_ganspace, in_paper=False))
+register(Method("axes", "True axes (positive control)", "control", fit=_axes, in_paper=False))
+register(Method("supervised", "Supervised, a linear model per attribute (positive control)", "control",
+                fit=_supervised, in_paper=False))
 
 
 def make_directions(name: str, latent_dim: int, K: int, seed: int = 0) -> D.Directions:

@@ -68,11 +68,12 @@ class TrialRecord:
     factors: dict | None = None
     factors_found: int | None = None
     truth: dict | None = None   # scores against the true directions, where the generator knows them
+    found_by_K: dict | None = None  # a control: the factors found at each grid K's threshold ("32": [names])
 
     def to_dict(self) -> dict:
         """The JSON row; the labeller's and the truth's fields only where they exist."""
         d = asdict(self)
-        for k in ("labels", "factors", "factors_found", "truth"):
+        for k in ("labels", "factors", "factors_found", "truth", "found_by_K"):
             if d[k] is None:
                 del d[k]
         return d

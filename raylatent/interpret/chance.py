@@ -33,12 +33,12 @@ def factor_score(row: dict, factor: str) -> float:
     return abs(row["rho"][factor]) * row["purity"] if row["label"] == factor else 0.0
 
 
-def pool_scores(G, latent_dim: int, pool: int, zreg=None, seed: int = 0) -> list[dict]:
+def pool_scores(G, latent_dim: int, pool: int, zreg=None, seed: int = 0, couplings=None) -> list[dict]:
     """`pool` random unit directions of R^latent_dim, scored as a trial's directions are."""
     from raylatent.interpret.labels import score_directions
 
     A = torch.randn(latent_dim, pool, generator=torch.Generator().manual_seed(10_007 + seed))
-    return score_directions(G.cpu().float().eval(), A / A.norm(dim=0, keepdim=True), zreg=zreg)
+    return score_directions(G.cpu().float().eval(), A / A.norm(dim=0, keepdim=True), zreg=zreg, couplings=couplings)
 
 
 def score_matrix(rows: list[dict], factors) -> np.ndarray:

@@ -17,16 +17,17 @@ def z_regressor(shards: str | None):
     return ZRegressor.fit(tr.images[:, 0].numpy(), tr.columns["slice_frac"]) if len(tr) else None
 
 
-def label_directions(G, A: torch.Tensor | dict, zreg=None, truth=None) -> dict:
+def label_directions(G, A: torch.Tensor | dict, zreg=None, truth=None, couplings=None) -> dict:
     """Scores, labels and factor recovery for every direction of A (a matrix, or an export's
-    arrays, so the authors' proj directions are swept along their real path; see labels.py);
-    with `truth` = (true axes d x F, factor names), the scores against those axes too."""
+    arrays, so the authors' proj directions are swept along their real path; see labels.py),
+    purity net of the measured `couplings` (interpret/couplings.py); with `truth` = (true axes
+    d x F, factor names), the scores against those axes too."""
     from raylatent.interpret.labels import factor_recovery, score_directions
     from raylatent.interpret.truth import truth_scores
     from raylatent.models.directions import as_arrays
 
     G = G.cpu().float()
-    scores = score_directions(G, A, zreg=zreg)
+    scores = score_directions(G, A, zreg=zreg, couplings=couplings)
     out = {"directions": scores, "factors": factor_recovery(scores)}
     if truth is not None:
         M, names = truth

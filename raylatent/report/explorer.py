@@ -90,8 +90,10 @@ def write_explorer(records: list[dict], ddir: Path, rendered: Path, man: dict, c
                 raise ConfigError(f"{ddir / Path(r['directions']).parent / 'labels.json'}: direction {k} is damaged "
                                   "(rerun python -m raylatent.ablate to label the directions again)") from None
             dirs.append({**about, "sprite": f"assets/{name}"})
+        from raylatent.discovery.methods import method_of
+
         data["configs"].append({"trial": r["trial"], "generator": r["generator"], "method": r["deformator"],
-                                "K": e["of"], "rca": r.get("rca"), "ls": r.get("ls"),
+                                "role": method_of(r["deformator"]).role, "K": e["of"], "rca": r.get("rca"), "ls": r.get("ls"),
                                 "factors_found": r.get("factors_found"), "directions": dirs})
     if not data["configs"]:
         return None
@@ -172,7 +174,8 @@ function fillConfigs() {
   DATA.configs.forEach((c, i) => {
     const o = document.createElement("option");
     o.value = i;
-    o.textContent = c.trial + (c.rca === null || c.rca === undefined ? " (closed form)" : " (RCA " + fmt(c.rca, 3) + ")");
+    o.textContent = c.trial + (c.rca === null || c.rca === undefined
+      ? (c.role === "control" ? " (positive control)" : " (closed form)") : " (RCA " + fmt(c.rca, 3) + ")");
     $("config").appendChild(o);
   });
   DATA.windows.forEach((w, i) => {

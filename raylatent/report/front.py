@@ -8,6 +8,7 @@ from raylatent.config import ReportConfig
 from raylatent.discovery.records import best_learned
 from raylatent.discovery.renders import load as load_rendered
 from raylatent.report import figures as F
+from raylatent.report.controls import control_found
 from raylatent.report.records import esc
 
 
@@ -48,11 +49,17 @@ def what_we_found(records, rendered: Path, man: dict, cfg: ReportConfig, assets:
         table = ["| factor | direction | ρ | purity | score vs chance | found |", "|---|---|---|---|---|---|"]
         table += [f"| {n} | {f[n]['direction']} | {f[n]['rho']:.2f} | {f[n]['purity']:.2f} | "
                   + (f"{f[n]['score']:.2f} vs {f[n]['chance']:.2f}" if "chance" in f[n] else "—")
-                  + f" | {'✓' if f[n]['found'] else '✗'} |" for n in rows]
+                  + f" | {'✓' if f[n]['found'] else 'not generated' if f[n].get('generated') is False else '✗'} |"
+                  for n in rows]
         rnd = [r.get("factors_found", 0) for r in records
                if r["generator"] == gen and method_of(r["deformator"]).role == "reference" and r.get("factors")]
+        refs = [f"random directions: {max(rnd)}"] if rnd else []
+        for method, title in (("supervised", "supervised control"), ("axes", "true axes")):
+            found = control_found(records, gen, method, best["K"])
+            if found is not None:
+                refs.append(f"{title}: {len(found)}")
         md += [f"### {gen.upper()}: {best['trial']} finds {best.get('factors_found', 0)} of {len(rows)} factors"
-               + (f" (random directions: {max(rnd)})" if rnd else "")
+               + (f" ({'; '.join(refs)})" if refs else "")
                + ("" if best.get("rca") is None else f"; RCA {best['rca']:.3f} (chance {1 / best['K']:.3f})"), "",
                f"One row per factor: its best direction, shifted by ε = {', '.join(f'{x:g}' for x in man['shifts'])} "
                f"(left to right; the original in the centre), {esc(w['name'])} window (C {w['center']}, W "

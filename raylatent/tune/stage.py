@@ -35,6 +35,9 @@ EXPERIMENT = "tune"
 TENSORBOARD = "tensorboard"  # the trials' own event files (curves, direction sweeps), one folder each
 CURVE_KEYS = ("step", "rca", "ls", "shift_mae", "train_rca", "loss")
 CHANCE = "chance.json"
+COUPLINGS = "couplings.json"
+COVERAGE = "coverage.json"
+COVERAGE_SLICES = 8192  # slices per split the coverage check reads (a stable pseudo-random subset beyond)
 __all__ = ["RESULTS", "run_directions", "directions_trainable", "z_regressor"]
 
 
@@ -81,7 +84,8 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
     def finish(metrics: dict) -> dict:
         """Say what each direction does, then write the record (last: it marks the trial done)
         and drop the optimiser states from the checkpoint: a trial with a record never resumes."""
-        write_json(folder / LABELS, label_directions(G, arrays(), zreg, truth_of(t.generator, G)))
+        write_json(folder / LABELS, label_directions(G, arrays(), zreg, truth_of(t.generator, G),
+                                                     couplings=settings.get("couplings")))
         metrics = {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id}
         write_json(folder / RECORD, metrics)
         slim_checkpoint(folder)
@@ -206,17 +210,21 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     weights, gcfg, digests = _weights(Path(generators_dir), d.generators, digests)
     zreg = z_regressor(shards)
     out.mkdir(parents=True, exist_ok=True)
+    couplings = measured_couplings(out, int(gcfg["size"]), int(gcfg["latent_dim"]), zreg, log)
     saved = read_json(out / CHANCE, {})
     k_closed = max(x["K"] for x in d.deformators) if d.baselines else 0
+    control_Ks = sorted({int(x["K"]) for x in d.deformators})
     per_generator = ray.remote(num_cpus=1)(generator_scores)
+    data = ray.put(_coverage_data(shards))  # once into the object store for every generator's task
     jobs = {kind: per_generator.remote(kind, weights[kind], gcfg, digests[kind], zreg, d.chance_pool, k_closed,
-                                       str(out), saved.get(kind, {}))
+                                       str(out), saved.get(kind, {}), couplings, control_Ks, data)
             for kind in sorted(weights)}
     log(f"directions: {len(todo)} trials, and for {len(jobs)} generators the chance pool "
-        f"({d.chance_pool} random directions){' and the closed-form methods' if d.baselines else ''} beside them")
+        f"({d.chance_pool} random directions), the positive controls"
+        f"{' and the closed-form methods' if d.baselines else ''} beside them")
     if todo:
         settings = {"directions": d, "generators": gcfg, "digests": digests, "after_report": after_report,
-                    "out": str(out), "monitor": monitor, "tensorboard": str(out / TENSORBOARD)}
+                    "out": str(out), "monitor": monitor, "tensorboard": str(out / TENSORBOARD), "couplings": couplings}
         trainable = tune.with_resources(tune.with_parameters(directions_trainable, weights=weights, zreg=zreg,
                                                              settings=settings),
                                         {"cpu": d.cpus_per_trial, "gpu": d.gpus_per_trial})
@@ -251,39 +259,96 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     from raylatent.interpret.labels import FACTORS
 
     results = {kind: ray.get(job) for kind, job in jobs.items()}
-    limits = ChanceLimits({k: np.asarray(entry["scores"]) for k, (entry, _) in results.items()}, FACTORS)
+    limits = ChanceLimits({k: np.asarray(entry["scores"]) for k, (entry, _, _) in results.items()}, FACTORS)
     records: list[TrialRecord] = [record_of(out, t, d.gamma, limits(t.generator, t.K)) for t in trials]
-    records += [r for _, closed in results.values() for r in closed]
+    records += [r for _, closed, _ in results.values() for r in closed]
+    coverage = {k: cov for k, (_, _, cov) in results.items() if cov is not None}
+    if coverage:
+        write_json(out / COVERAGE, coverage, indent=1)
+        mark_generated(records, coverage)
     for r in records:
-        if r.reconstructor == NO_RECONSTRUCTOR:
-            limits(r.generator, r.K)  # so chance.json lists the thresholds the closed-form rows were held to
+        for K in ([int(k) for k in r.found_by_K] if r.found_by_K is not None
+                  else [r.K] if r.reconstructor == NO_RECONSTRUCTOR else []):
+            limits(r.generator, K)  # so chance.json lists the thresholds the closed-form and control rows were held to
     write_json(out / CHANCE, {k: {**entry, "quantile": 0.95, "K": limits.table().get(k, {})}
-                              for k, (entry, _) in results.items()}, indent=1)
+                              for k, (entry, _, _) in results.items()}, indent=1)
     rows = [r.to_dict() for r in sorted(records, key=lambda r: r.trial)]
     write_json(out / RESULTS, rows, indent=1)
     return rows
 
 
+def _coverage_data(shards: str | None) -> dict | None:
+    """The splits the coverage check compares generated slices with (numpy, model scale)."""
+    from raylatent.data.shards import load_split
+
+    if not shards:
+        return None
+    train, test = (load_split(shards, split, limit=COVERAGE_SLICES).images for split in ("train", "test"))
+    return {"train": train.numpy(), "test": test.numpy()} if len(train) and len(test) else None
+
+
+def mark_generated(records: list[TrialRecord], coverage: dict) -> None:
+    """Each record's factors say whether their generator varies them (`generated`), so a factor
+    the generator does not vary reads "not generated", not "not found"."""
+    for r in records:
+        factors = (coverage.get(r.generator) or {}).get("factors", {})
+        for name, f in (r.factors or {}).items():
+            if name in factors and factors[name].get("generated") is not None:
+                f["generated"] = bool(factors[name]["generated"])
+
+
+def measured_couplings(out: Path, size: int, latent_dim: int, zreg, log=print) -> dict:
+    """The labeller's couplings (interpret/couplings.py), measured once per experiment on the
+    phantom generator at the run's image size with its z regressor, and kept in couplings.json
+    (read back when it is the same size and labeller)."""
+    from raylatent.interpret.couplings import LATENTS, as_couplings, measure_couplings
+    from raylatent.interpret.labels import LABELLER_VERSION
+
+    saved = read_json(out / COUPLINGS, {})
+    if saved.get("size") == size and saved.get("labeller") == LABELLER_VERSION and saved.get("latents") == LATENTS:
+        try:
+            return as_couplings(saved.get("couplings"))
+        except ValueError:
+            pass  # damaged: measured again below
+    t0 = time.time()
+    couplings = measure_couplings(size, zreg, latent_dim)
+    write_json(out / COUPLINGS, {"size": size, "labeller": LABELLER_VERSION, "latents": LATENTS, "couplings": couplings,
+                                 "wall_s": round(time.time() - t0, 1)}, indent=1)
+    log(f"directions: the attribute couplings of the eight factors measured on the phantom at {size}^2 "
+        f"({time.time() - t0:.1f} s)")
+    return couplings
+
+
 def generator_scores(kind: str, state: dict, gcfg: dict, digest: str, zreg, pool: int, k_closed: int,
-                     out: str, saved: dict) -> tuple[dict, list[TrialRecord]]:
+                     out: str, saved: dict, couplings: dict | None = None, control_Ks=(),
+                     data: dict | None = None) -> tuple[dict, list[TrialRecord], dict | None]:
     """Once per generator: what chance reaches on it (a pool of random unit directions scored like
-    a trial's, interpret/chance.py; reused from `saved` when it matches) and, with k_closed > 0,
-    the closed-form methods' records held to it. Runs as a Ray task beside the trials."""
+    a trial's, interpret/chance.py; reused from `saved` when it matches), the positive controls
+    held to it at every grid K (`control_Ks`), with k_closed > 0 the closed-form methods' records,
+    and, given the data's splits, whether it varies each factor and copies training slices
+    (interpret/coverage.py). Runs as a Ray task beside the trials."""
     from raylatent.discovery.closed_form import closed_form_records
     from raylatent.interpret.chance import ChanceLimits, pool_scores, score_matrix
-    from raylatent.interpret.labels import FACTORS
+    from raylatent.interpret.labels import FACTORS, LABELLER_VERSION
 
     torch.set_num_threads(1)
     G = _generator_from_state(kind, state, gcfg)
     entry = saved
-    if entry.get("pool") != pool or entry.get("factors") != list(FACTORS) or "scores" not in entry:
+    if (entry.get("pool") != pool or entry.get("factors") != list(FACTORS) or "scores" not in entry
+            or entry.get("labeller") != LABELLER_VERSION):
         t0 = time.time()
-        S = score_matrix(pool_scores(G, G.latent_dim, pool, zreg=zreg), FACTORS)
-        entry = {"pool": pool, "factors": list(FACTORS), "scores": np.round(S, 4).tolist(),
-                 "wall_s": round(time.time() - t0, 1)}
+        S = score_matrix(pool_scores(G, G.latent_dim, pool, zreg=zreg, couplings=couplings), FACTORS)
+        entry = {"pool": pool, "factors": list(FACTORS), "labeller": LABELLER_VERSION,
+                 "scores": np.round(S, 4).tolist(), "wall_s": round(time.time() - t0, 1)}
     limits = ChanceLimits({kind: np.asarray(entry["scores"])}, FACTORS)
-    closed = closed_form_records({kind: G}, {kind: digest}, k_closed, zreg, Path(out), limits) if k_closed else []
-    return entry, closed
+    once = closed_form_records({kind: G}, {kind: digest}, k_closed, zreg, Path(out), limits, couplings=couplings,
+                               control_Ks=control_Ks)
+    cov = None
+    if data is not None:
+        from raylatent.interpret.coverage import coverage
+
+        cov = coverage(G, torch.tensor(data["train"]), torch.tensor(data["test"]), zreg)  # copies: the store's are read-only
+    return entry, once, cov
 
 
 def _tune_name(tr) -> str:
