@@ -297,7 +297,8 @@ def _run_all(plan: Plan, args) -> int:
         build_report(plan.run_dir, plan.report_dir, grid_name=grid.name)
     closed = len(records) - n_trials
     print(f"\nreport: {plan.report_dir / 'REPORT.md'}  ({n_trials} trials"
-          + (f" and {closed} closed-form direction sets)" if closed > 0 else ")"))
+          + (f" and {closed} direction sets computed once per generator: closed-form methods and positive "
+             "controls)" if closed > 0 else ")"))
     return 0
 
 

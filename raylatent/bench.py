@@ -1,4 +1,4 @@
-"""`python -m raylatent.bench {ingest,discovery,shuffle,train} --json FILE`: benchmarks, never tests.
+"""`python -m raylatent.bench {ingest,discovery,shuffle,train,phantom,chance,controls} --json FILE`: benchmarks, never tests.
 
 Each benchmark measures the project's path and a plain baseline in the same run, on the same
 inputs, and writes medians and ratios as JSON (this machine is noisy: compare within one run).
@@ -349,12 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=600, help="the smoke grid's steps per cell (1x)")
     p.add_argument("--multiples", default="1,4,16")
     p.add_argument("--threads", type=int, default=1)
-    from raylatent.bench_chance import add_parser, bench_chance
+    from raylatent import bench_chance, bench_controls
 
-    add_parser(sub)
+    bench_chance.add_parser(sub)
+    bench_controls.add_parser(sub)
     args = ap.parse_args(argv)
     result = {"ingest": bench_ingest, "discovery": bench_discovery, "train": bench_train,
-              "shuffle": bench_shuffle, "phantom": bench_phantom, "chance": bench_chance}[args.what](args)
+              "shuffle": bench_shuffle, "phantom": bench_phantom, "chance": bench_chance.bench_chance,
+              "controls": bench_controls.bench_controls}[args.what](args)
     result["machine"] = _machine()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))

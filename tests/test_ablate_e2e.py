@@ -20,16 +20,26 @@ def test_results_have_every_configuration(smoke_run):
     trained = [r for r in records if r["reconstructor"] != "none"]
     got = {(r["generator"], r["reconstructor"], r["deformator"], r["K"], r["seed"]) for r in trained}
     assert got == want and len(trained) == len(grid.directions.trials())
-    baselines = sorted((r["generator"], r["deformator"]) for r in records if r["reconstructor"] == "none")
-    from raylatent.discovery.methods import names
+    from raylatent.discovery.methods import method_of, names
     from raylatent.interpret.labels import FACTORS
     from raylatent.models import kind_of
 
+    once = [r for r in records if r["reconstructor"] == "none"]
+    baselines = sorted((r["generator"], r["deformator"]) for r in once if method_of(r["deformator"]).role == "closed-form")
     assert baselines == sorted((g, m) for g in grid.directions.generators for m in names("closed-form"))
+    # positive controls: supervised directions on every generator, true axes where the generator knows them
+    controls = sorted((r["generator"], r["deformator"]) for r in once if method_of(r["deformator"]).role == "control")
+    assert controls == sorted([(g, "supervised") for g in grid.directions.generators]
+                              + [(g, "axes") for g in grid.directions.generators if kind_of(g).truth is not None])
+    grid_Ks = sorted({x["K"] for x in grid.directions.deformators})
     chance = json.loads(next((root / "run" / "directions").iterdir()).joinpath("chance.json").read_text())
     for r in records:  # every configuration says what its directions do, held to chance on its generator
         assert len(r["labels"]) == r["K"] and set(r["factors"]) == set(FACTORS)
-        limits = chance[r["generator"]]["K"][str(r["K"])]  # every generator and K, closed-form ones too
+        control = method_of(r["deformator"]).role == "control"
+        if control:  # a direction per factor, held to every grid K; the record judged at the largest
+            assert r["K"] == len(FACTORS) and sorted(map(int, r["found_by_K"])) == grid_Ks
+            assert set(r["found_by_K"][str(grid_Ks[-1])]) == {n for n, f in r["factors"].items() if f["found"]}
+        limits = chance[r["generator"]]["K"][str(grid_Ks[-1] if control else r["K"])]  # closed-form ones too
         assert all(f["chance"] == limits[name] and f["found"] <= (f["score"] > f["chance"])
                    for name, f in r["factors"].items())
         # scores against the true directions exactly where the generator knows them
@@ -37,6 +47,12 @@ def test_results_have_every_configuration(smoke_run):
         if "truth" in r:
             assert set(r["truth"]["matched_cos"]) == set(FACTORS) and 0 <= r["truth"]["axes_recovered"] <= 8
     (ddir,) = (root / "run" / "directions").iterdir()
+    # every generator's coverage measured, and every record's factors say whether it generates them
+    cov = json.loads((ddir / "coverage.json").read_text())
+    assert set(cov) == set(grid.directions.generators)
+    for r in records:
+        assert all(f["generated"] == cov[r["generator"]]["factors"][n]["generated"] for n, f in r["factors"].items())
+    assert json.loads((ddir / "couplings.json").read_text())["size"] == grid.data.size
     d = grid.directions
     for r in trained:
         assert r["iterations"] == d.steps_for(r["generator"], r["reconstructor"], r["K"], r["deformator"])
@@ -170,7 +186,8 @@ def test_the_console_says_one_line_per_trial_and_keeps_a_log(smoke_run):
     assert {name for *_, name in starts} == {t.name for t in trials}
     assert "Trial status:" not in text and "row/s]" not in text
     n_closed = len(json.loads((root / "report" / "results.json").read_text())) - len(trials)
-    assert f"({len(trials)} trials and {n_closed} closed-form direction sets)" in text.splitlines()[-1]
+    assert (f"({len(trials)} trials and {n_closed} direction sets computed once per generator: closed-form methods "
+            "and positive controls)") in text.splitlines()[-1]
     assert all(re.match(r"^\d\d:\d\d:\d\d ", line) for line in text.splitlines())
 
 

@@ -73,6 +73,12 @@ def test_estimate_is_derived_from_the_calibration(tiny):
     pools = [n for n in est["jobs"] if n.startswith("chance pool")]
     assert len(pools) == len(d.generators)
     assert all(est["jobs"][p][0] == 0 for p in pools[:2])
+    from raylatent.discovery.controls import CONTROL_LABEL_UNITS  # ... and the positive controls beside them
+
+    k_closed = max(x["K"] for x in d.deformators) if d.baselines else 0
+    for p in pools:
+        start, end = est["jobs"][p]
+        assert end - start == pytest.approx((d.chance_pool + 2 * k_closed + CONTROL_LABEL_UNITS) * 0.1)
     assert sum(est["stages"].values()) == pytest.approx(est["total_s"])
     # more CPUs: the directions stage shortens, the work (device-hours) does not change
     more = estimate(grid, cal, cpus=8, gpus=0)

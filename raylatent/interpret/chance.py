@@ -163,7 +163,7 @@ def calibrate(factors_found: dict, scores: list[dict], limits: dict[str, float])
     each factor keeps its score and the threshold it was held to."""
     out = {}
     for name, f in factors_found.items():
-        best = max((factor_score(r, name) for r in scores), default=0.0)
-        out[name] = {**f, "score": round(best, 4), "chance": limits.get(name, 0.0),
+        best = round(max((factor_score(r, name) for r in scores), default=0.0), 4)  # the score the record shows
+        out[name] = {**f, "score": best, "chance": limits.get(name, 0.0),
                      "found": bool(f["found"] and best > limits.get(name, 0.0))}
     return out

@@ -36,12 +36,12 @@ def reading(records: list[dict], gen: str) -> str | None:
         return None
     found, K = set(_found(best)), best["K"]
     parts = []
-    for method, name in (("supervised", "a supervised direction"), ("axes", "the true axes")):
+    for method, name in (("supervised", "supervised directions find"), ("axes", "the true axes find")):
         ctrl = control_found(records, gen, method, K)
         if ctrl is not None:
-            parts.append(f"{len(found & set(ctrl))} of the {len(ctrl)} factors {name} finds")
+            parts.append(f"{len(found & set(ctrl))} of the {len(ctrl)} {name}")
     rnd = [r.get("factors_found", 0) for r in mine if _role(r) == "reference"]
-    return (f"{gen.upper()}: {best['trial']} finds {len(found)} factors"
+    return (f"{gen.upper()}: {best['trial']} finds {len(found)} of {len(best['factors'])} factors"
             + (f" ({'; '.join(parts)}, at K = {K})" if parts else " (no positive control was run)")
             + (f"; random directions {max(rnd)}" if rnd else "; no random baseline") + ".")
 
