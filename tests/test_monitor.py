@@ -172,7 +172,9 @@ def test_directions_stage_logs_to_mlflow_and_tensorboard(tmp_path, ray_session):
     records = run_directions(gens, d, out, monitor=monitor, log=lambda *_: None, trial_lines=False)
     trials = d.trials()
     steps = list(range(d.eval_every, trials[0].steps + 1, d.eval_every))
-    assert len(records) == len(trials)
+    # the trials, and beside them the positive controls (computed once per generator, never tracked)
+    assert sorted(r["trial"] for r in records if r["reconstructor"] != "none") == sorted(t.name for t in trials)
+    assert sorted(r["deformator"] for r in records if r["reconstructor"] == "none") == ["axes", "supervised"]
 
     mlflow.set_tracking_uri(monitor.mlflow)
     runs = mlflow.search_runs(experiment_names=["t-directions"], output_format="list")
