@@ -23,7 +23,6 @@ from raylatent.interpret.labels import FACTORS, attributes_of
 
 SAMPLES = 512    # generated samples the supervised directions are fitted on
 SEED = 20_011    # their latents' seed (not the labeller's, not the chance pool's)
-BATCH = 128
 # what both controls cost a generator, in labelled directions (a direction: 8 latents x 5 shifts + 8
 # images): two sets of one per factor, and the supervised fit's samples measured once
 CONTROL_LABEL_UNITS = 2 * len(FACTORS) + SAMPLES // 48
@@ -44,9 +43,10 @@ def true_axes(G, kind: str) -> tuple[torch.Tensor, list[str]] | None:
 def supervised(G, zreg=None, n: int = SAMPLES, seed: int = SEED) -> tuple[torch.Tensor, list[str]]:
     """Per factor the unit weight vector of a least-squares fit of its attribute on z (d x F'),
     over `n` samples; factors that cannot be fitted (never measured or constant) are left out."""
+    from raylatent.models.sampling import sample
+
     d = G.latent_dim
-    z = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
-    images = torch.cat([G(z[i:i + BATCH]).cpu() for i in range(0, n, BATCH)])
+    z, images = sample(G, n, d, seed)
     att = attributes_of(images, zreg)
     cols, names = [], []
     Z = z.double().numpy()

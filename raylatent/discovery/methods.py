@@ -1,7 +1,7 @@
 """Discovery methods: the one place that says, per method, how a trial finds its directions.
 
 A method is registered here under the name results.json carries in its `deformator` column. It is
-one of three roles:
+one of four roles:
 - `learned`: Voynov & Babenko's joint training of directions A and a reconstructor R, one Tune trial
   per configuration; `directions(latent_dim, K, generator)` builds its A (models/directions.py), and
   the shared `Discovery` (step.py) trains it: one step, held-out evaluation, export, checkpoint.
@@ -34,7 +34,7 @@ from raylatent.models import directions as D
 class Method:
     name: str
     title: str                 # how the report names it
-    role: str                  # learned | reference | closed-form
+    role: str                  # learned | reference | closed-form | control
     render: str = "linear"     # linear: eps * a_k; path: the exported arrays' own shift
     directions: Callable | None = None   # (latent_dim, K, torch.Generator) -> Directions (trials)
     fit: Callable | None = None          # (G, K, kind, zreg) -> d x K matrix, or (matrix, factor names) (control)

@@ -41,7 +41,7 @@ def measure_couplings(size: int, zreg=None, latent_dim: int = 32, n_latents: int
 
 
 def as_couplings(obj) -> Couplings:
-    """A couplings table read from JSON, checked: groups known, ratios finite and >= 0."""
+    """A couplings table read from JSON, checked: groups known, ratios finite (signed)."""
     import math
 
     if not isinstance(obj, dict):

@@ -26,7 +26,6 @@ SAMPLES = 256
 SEED = 30_011
 SPREAD_MIN = 0.5   # generated std / the data's std at which a factor counts as generated
 MEMORISED = 0.5    # samples' / held-out slices' median nearest-training distance below which samples copy
-BATCH = 128
 
 
 def _nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -71,8 +70,9 @@ def factor_coverage(generated: dict, data: dict) -> dict:
 def coverage(G, train: torch.Tensor, test: torch.Tensor, zreg=None, n: int = SAMPLES, seed: int = SEED) -> dict:
     """A generator's factor coverage and memorisation check against the data's splits
     (train/test: N x 1 x S x S in the model's scale)."""
-    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-    samples = torch.cat([G(z[i:i + BATCH]).cpu() for i in range(0, n, BATCH)]).float()
+    from raylatent.models.sampling import sample
+
+    samples = sample(G, n, G.latent_dim, seed)[1].float()
     data = torch.cat([train, test]).float()
     factors = factor_coverage(attributes_of(samples, zreg), attributes_of(data, zreg))
     return {"samples": n, "data_slices": int(len(data)), "factors": factors,

@@ -3,9 +3,16 @@ row's verdict reads against what a direction set that should be found reaches (d
 and against random directions, at the same K and the same chance thresholds."""
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 from tabulate import tabulate
 
+from raylatent.config import ConfigError
 from raylatent.discovery.records import best_learned
+from raylatent.interpret.coverage import MEMORISED, SAMPLES, SPREAD_MIN
+from raylatent.report.records import esc
 
 
 def _role(r: dict) -> str:
@@ -90,13 +97,6 @@ def coverage_section(path) -> list[str]:
     """## Does each generator vary the factors? From the directions stage's coverage.json (absent in
     runs without shards): per factor the spread ratio and distance against the data, and the
     memorisation check. Validated: a damaged file is one line naming it."""
-    import json
-    import math
-    from pathlib import Path
-
-    from raylatent.config import ConfigError
-    from raylatent.report.records import esc
-
     path = Path(path)
     if not path.exists():
         return []
@@ -120,8 +120,6 @@ def coverage_section(path) -> list[str]:
                          + (" — **it copies its training slices**." if m["memorised"] else ": no sign of copying."))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ConfigError(f"{path}: damaged coverage (rerun python -m raylatent.ablate to measure it again)") from None
-    from raylatent.interpret.coverage import MEMORISED, SAMPLES, SPREAD_MIN
-
     return ["## Does each generator vary the factors?", "",
             f"Each factor's attribute on {SAMPLES} generated slices against the data's slices (both splits): the "
             "spread ratio (generated std / the data's std) / the distance between the two distributions "

@@ -37,11 +37,11 @@ def _unwrap(m):
 
 @torch.no_grad()
 def sample_images(G, n: int, latent_dim: int, seed: int, device) -> torch.Tensor:
+    from raylatent.models.sampling import sample
+
     was = G.training
     G.eval()
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, latent_dim, generator=gen).to(device)
-    out = torch.cat([G(z[i:i + 256]).cpu() for i in range(0, n, 256)])
+    _, out = sample(G, n, latent_dim, seed, batch=256, device=device)
     G.train(was)
     return out
 

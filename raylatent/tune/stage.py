@@ -300,19 +300,21 @@ def mark_generated(records: list[TrialRecord], coverage: dict) -> None:
 def measured_couplings(out: Path, size: int, latent_dim: int, zreg, log=print) -> dict:
     """The labeller's couplings (interpret/couplings.py), measured once per experiment on the
     phantom generator at the run's image size with its z regressor, and kept in couplings.json
-    (read back when it is the same size and labeller)."""
+    (read back when it is the same image and latent size, labeller and calibration latents)."""
     from raylatent.interpret.couplings import LATENTS, as_couplings, measure_couplings
     from raylatent.interpret.labels import LABELLER_VERSION
 
     saved = read_json(out / COUPLINGS, {})
-    if saved.get("size") == size and saved.get("labeller") == LABELLER_VERSION and saved.get("latents") == LATENTS:
+    if (saved.get("size"), saved.get("latent_dim"), saved.get("labeller"), saved.get("latents")) == (
+            size, latent_dim, LABELLER_VERSION, LATENTS):
         try:
             return as_couplings(saved.get("couplings"))
         except ValueError:
             pass  # damaged: measured again below
     t0 = time.time()
     couplings = measure_couplings(size, zreg, latent_dim)
-    write_json(out / COUPLINGS, {"size": size, "labeller": LABELLER_VERSION, "latents": LATENTS, "couplings": couplings,
+    write_json(out / COUPLINGS, {"size": size, "latent_dim": latent_dim, "labeller": LABELLER_VERSION, "latents": LATENTS,
+                                 "couplings": couplings,
                                  "wall_s": round(time.time() - t0, 1)}, indent=1)
     log(f"directions: the attribute couplings of the eight factors measured on the phantom at {size}^2 "
         f"({time.time() - t0:.1f} s)")
