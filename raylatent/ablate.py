@@ -17,6 +17,7 @@ from pathlib import Path
 
 from raylatent.config import ConfigError, Grid, IngestConfig
 from raylatent.gridfile import load_grid
+from raylatent.report.replicates import REPLICATES
 from raylatent.discovery import DISCOVERY_VERSION
 from raylatent.stages import file_digest, keyed_folder, science, stage_key
 from raylatent.train import GENERATORS_VERSION
@@ -38,6 +39,7 @@ class Plan:
         self.renders: Path | None = None  # the report's images, inside the directions folder
         self.digests: dict[str, str] = {}  # generator weight digests (hashed once; the exports cite them)
         self.search: Path | None = None   # a grid with a `search:` section: the search stage's folder
+        self.root: Path | None = None     # a replicate's plan: the main run folder (which holds its data)
 
     def resolve_generators(self, manifest: dict, log=print) -> Path:
         self.generators = keyed_folder(self.run_dir, "generators", {
@@ -67,6 +69,19 @@ class Plan:
             "generators": self.digests, "settings": science("directions", self.grid.to_dict()["directions"]),
             "code": DISCOVERY_VERSION}, log)
         return self.directions
+
+    def replicate(self, r: int) -> "Plan":
+        """Replicate r's plan (grids with generators.replicates > 1): its own run folder under
+        RUN_DIR/replicates/ and report under REPORT_DIR/replicate-<r + 1>/, this plan's data; replicate
+        0 is this plan with its grid's replicate 0."""
+        if r == 0:
+            sub = Plan(self.grid.replicate(0), self.run_dir, self.report_dir)
+        else:
+            sub = Plan(self.grid.replicate(r), self.run_dir / "replicates" / str(r),
+                       self.report_dir / f"replicate-{r + 1}")
+        sub.data, sub.phantom = self.data, self.phantom
+        sub.root = self.run_dir if r else None
+        return sub
 
     def resolve_search(self, fingerprint: str | None = None, log=print) -> Path:
         from raylatent.search.run import search_key_inputs
@@ -229,11 +244,8 @@ def run_all(plan: Plan, args) -> int:
 def _run_all(plan: Plan, args) -> int:
     import ray
 
-    from raylatent.train.stage import run_generators
-    from raylatent.tune.stage import RESULTS, render_for_report, run_directions
-
     grid = plan.grid
-    verbose, quiet = bool(getattr(args, "verbose", False)), bool(getattr(args, "quiet", False))
+    verbose = bool(getattr(args, "verbose", False))
     if not verbose:  # Ray Data's per-split progress bars (dozens of lines an epoch in a log file) and
         import logging  # its "Running Dataset" / execution-plan INFO lines on the driver
 
@@ -259,6 +271,37 @@ def _run_all(plan: Plan, args) -> int:
     with _stage("ingest") as t:
         shards = run_data(plan)
     times["ingest"] = t.s
+    n = grid.generators.replicates
+    if n == 1:
+        return _run_replicate(plan, args, times, shards)
+    write_replicates(plan, [plan.replicate(i) for i in range(n)])
+    for r in range(n - 1, -1, -1):  # replicate 0 last: its report (the main one) sums them all up
+        sub = plan.replicate(r)
+        print(f"\n=== replicate {r + 1} of {n}: generators seeded {sub.grid.generators.seed}"
+              + (f" ({', '.join(sub.grid.generators.kinds)}; the others are replicate 1's)" if r else "") + " ===")
+        if r:
+            sub.run_dir.mkdir(parents=True, exist_ok=True)
+            (sub.run_dir / "grid.json").write_text(json.dumps(sub.grid.to_dict(), indent=1))
+        rc = _run_replicate(sub, args, times if r == 0 else {}, shards)
+        if rc:
+            return rc
+    return 0
+
+
+def write_replicates(plan: Plan, subs: list[Plan]) -> None:
+    """RUN_DIR/replicates.json: where each replicate's run folder and report are, for the main report."""
+    info = [{"replicate": i, "seed": p.grid.generators.seed, "run_dir": os.path.relpath(p.run_dir, plan.run_dir),
+             "report": os.path.relpath(p.report_dir / "REPORT.md", plan.report_dir)} for i, p in enumerate(subs)]
+    (plan.run_dir / REPLICATES).write_text(json.dumps(info, indent=1))
+
+
+def _run_replicate(plan: Plan, args, times: dict, shards: Path) -> int:
+    """The generators, directions and report stages of one replicate (the whole run when there is one)."""
+    from raylatent.tune.stage import RESULTS, render_for_report, run_directions
+    from raylatent.train.stage import run_generators
+
+    grid = plan.grid
+    verbose, quiet = bool(getattr(args, "verbose", False)), bool(getattr(args, "quiet", False))
     with _stage("generators (Ray Train)") as t:
         from raylatent.data.ingest import load_manifest
 
@@ -335,8 +378,9 @@ def _write_latest(plan: Plan) -> None:
     if torch.cuda.is_available():
         hw += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     info = {"grid": plan.grid.name,
-            "stages": {k: str(getattr(plan, k).relative_to(plan.run_dir))
+            "stages": {k: os.path.relpath(getattr(plan, k), plan.run_dir)
                        for k in ("data", "generators", "directions", "renders")},
+            **({"root": os.path.relpath(plan.root, plan.run_dir)} if plan.root else {}),
             "data_source": plan.grid.data.path or "built-in thorax phantom "
                            f"({plan.grid.data.patients} patients x {plan.grid.data.slices} slices)",
             "hardware": hw, "report": dataclasses.asdict(plan.grid.report)}

@@ -119,6 +119,9 @@ class GeneratorsConfig:
     gpus_per_worker: float = 0.0
     max_failures: int = 1
     seed: int = 0
+    # independently trained copies of every trainable generator (seeds seed, seed + 1, ...), each
+    # with its own directions stage and report, so a claim about a generator has an interval
+    replicates: int = 1
 
     def __post_init__(self) -> None:
         self.kinds = tuple(self.kinds)
@@ -142,7 +145,10 @@ class GeneratorsConfig:
             "batch_size": (1, 65_536), "lr_gan": (0, 1, "(]"), "beta1_gan": (0, 1, "[)"), "lr_vae": (0, 1, "(]"),
             "beta_kl": (0, 1e6), "noise_start": (0, 10), "noise_steps": (1, 10_000), "smooth_low": (0, 1),
             "fid_samples": (2, 10_000_000), "num_workers": (1, 10_000), "cpus_per_worker": (0, 1024, "(]"),
-            "gpus_per_worker": (0, 64), "max_failures": (0, 1000), "shuffle_buffer": (0, 10_000_000)})
+            "gpus_per_worker": (0, 64), "max_failures": (0, 1000), "shuffle_buffer": (0, 10_000_000),
+            "replicates": (1, 100)})
+        if not isinstance(self.replicates, int) or isinstance(self.replicates, bool):
+            raise ConfigError(f"generators.replicates {self.replicates!r}: a whole number >= 1 (e.g. 2)")
         if self.shuffle_buffer and self.shuffle_buffer < self.batch_size:
             raise ConfigError(f"generators.shuffle_buffer {self.shuffle_buffer}: 0 (off) or at least "
                               f"batch_size ({self.batch_size}) rows")
@@ -423,8 +429,34 @@ class Grid:
                                   f"need K = latent_dim = {self.generators.latent_dim})")
         if self.search is not None:
             self.search.check(self)
+        if self.generators.replicates > 1:
+            if self.search is not None:
+                raise ConfigError("generators.replicates: not with a search: section (a search trains its own "
+                                  "replicates); set replicates: 1")
+            if not replicated_kinds(self.directions.generators):
+                raise ConfigError(f"generators.replicates {self.generators.replicates}: none of directions.generators "
+                                  f"({', '.join(self.directions.generators)}) is trained, so every replicate is "
+                                  f"the same; set replicates: 1")
         if not self.monitor.experiment:
             self.monitor.experiment = self.name
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def replicate(self, r: int) -> "Grid":
+        """Replicate r of this grid (0 = itself, one replicate): generators seeded seed + r; from
+        r = 1 on only the trained kinds (a generator fixed by construction is the same in every one)."""
+        g = dataclasses.replace(self.generators, seed=self.generators.seed + r, replicates=1)
+        d = self.directions
+        if r > 0:
+            keep = replicated_kinds(g.kinds)
+            g = dataclasses.replace(g, kinds=keep)
+            d = dataclasses.replace(d, generators=tuple(k for k in d.generators if k in keep))
+        return dataclasses.replace(self, generators=g, directions=d)
+
+
+def replicated_kinds(kinds) -> tuple:
+    """The kinds a new replicate trains anew: the trainable ones (models/registry.py)."""
+    from raylatent.models.registry import kind_of
+
+    return tuple(k for k in kinds if kind_of(k).trainable)

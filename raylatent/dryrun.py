@@ -257,6 +257,12 @@ def estimate(grid, cal: dict, cpus: float, gpus: float) -> dict:
     directions = FIXED_S["tune_start"] + max((e for _, e in times.values()), default=0.0) + FIXED_S["renders"]
     stages = {"ray start": FIXED_S["ray_start"], "ingest": ingest, "generators": sum(gens.values()),
               "directions": directions, "report": FIXED_S["report"]}
+    if g.replicates > 1:  # every further replicate: its generators, directions and report again
+        rep = estimate(grid.replicate(1), cal, cpus, gpus)
+        n = g.replicates - 1
+        stages["other replicates"] = n * sum(rep["stages"][k] for k in ("generators", "directions", "report"))
+        gen_h += n * rep["generators_hours"]
+        dev_s += n * rep["directions_hours"] * 3600
     return {"stages": stages, "total_s": sum(stages.values()), "generators": gens, "jobs": times,
             "slots": _slots(d, cpus, gpus), "generators_hours": gen_h, "directions_hours": dev_s / 3600}
 
@@ -345,7 +351,8 @@ def dry_run(plan, cap_batch: int = 16, log=print, address: str | None = None, ca
            + (" (LIDC-IDRI assumed)" if grid.data.path else ""),
            "generators": f"one kind at a time, {g.num_workers} DDP workers each (assumed to scale linearly)",
            "directions": f"{min(slots, len(trials))} trials at once ({slots} fit), pools first",
-           "report": "renders included in directions"}
+           "report": "renders included in directions",
+           "other replicates": f"{g.replicates - 1} more: generators, directions and report again (trained kinds only)"}
     log(f"\nwall-clock estimate on {where}: {c:g} CPUs, {gp:g} GPUs, timed on {cal['hardware']}")
     log(tabulate([[k, par[k], duration(v)] for k, v in est["stages"].items()] + [["total", "", duration(est["total_s"])]],
                  headers=["stage", "assumes", "wall-clock"], tablefmt="github"))

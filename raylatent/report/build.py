@@ -22,6 +22,7 @@ from raylatent.report.explorer import PAGE as EXPLORER_PAGE
 from raylatent.report.explorer import write_explorer
 from raylatent.report.front import next_steps, what_we_found, write_html
 from raylatent.report.records import esc, inside, load_labels, load_records
+from raylatent.report.replicates import replicate_root, replicates_section
 from raylatent.report.tables import claims, table1
 
 LATEST = "latest.json"
@@ -39,7 +40,9 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{latest}: not a raylatent run record (rerun python -m raylatent.ablate)") from None
     cfg = cfg or ReportConfig(**info.get("report", {}))
-    dirs = {k: inside(run_dir, v, f"stages.{k}", latest) for k, v in stages.items()}
+    base = replicate_root(run_dir, info.get("root"), latest)  # a replicate reads the main run's data
+    dirs = {k: inside(base, str(Path(os.path.relpath(run_dir.resolve(), base)) / v), f"stages.{k}", latest)
+            for k, v in stages.items()}
     records = load_records(dirs["directions"] / "results.json")
     out.mkdir(parents=True, exist_ok=True)
     assets = out / "assets"
@@ -70,6 +73,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
            "Reference rows: chance (1/K) and random directions (A fixed, only R learns).", "", table, ""]
     md += _steps_line(records)
     md += controls_section(records)
+    md += replicates_section(run_dir)
     md += ["### The paper's claims on these numbers", "",
            "Each claim checked on every pair of cells it compares, as worded (\"always\" = every pair, "
            "\"all but one\" = at most one exception). A difference smaller than its resolution is not "
