@@ -5,5 +5,6 @@ a trial learns (the grid's YAML alone would not tell a rerun that cached results
 
 # v2: LeNet's two-layer heads, as the authors' code has them; v3: unpadded LeNet, the authors' proj
 # deformator (bias, 0.1 init), ResNet conv1 re-initialised, Ls on the paper's (gamma-weighted) scale;
-# v4: labels read within latents and net of the measured couplings, positive controls beside the trials
-DISCOVERY_VERSION = "discovery-v4"
+# v4: labels read within latents and net of the measured couplings, positive controls beside the trials;
+# v5: sweeps to +-2 (labels-v3)
+DISCOVERY_VERSION = "discovery-v5"
