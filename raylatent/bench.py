@@ -349,14 +349,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=600, help="the smoke grid's steps per cell (1x)")
     p.add_argument("--multiples", default="1,4,16")
     p.add_argument("--threads", type=int, default=1)
-    from raylatent import bench_chance, bench_controls
+    from raylatent import bench_chance, bench_controls, bench_study
 
     bench_chance.add_parser(sub)
     bench_controls.add_parser(sub)
+    bench_study.add_parser(sub)
     args = ap.parse_args(argv)
     result = {"ingest": bench_ingest, "discovery": bench_discovery, "train": bench_train,
               "shuffle": bench_shuffle, "phantom": bench_phantom, "chance": bench_chance.bench_chance,
-              "controls": bench_controls.bench_controls}[args.what](args)
+              "controls": bench_controls.bench_controls, "study": bench_study.bench_study}[args.what](args)
     result["machine"] = _machine()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
