@@ -185,9 +185,14 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump(json.loads(json.dumps(grid.to_dict(), default=list)), sort_keys=False), end="")
             return 0
         if args.dry_run:
-            from raylatent.dryrun import dry_run
+            if grid.search is not None:  # a search grid: its space, trial count and the scheduler's cost
+                from raylatent.search.dryrun import dry_run_search
 
-            dry_run(plan, address=args.address, calibrate_on=args.calibrate_on, cpus=args.cpus, gpus=args.gpus)
+                dry_run_search(plan, address=args.address, cpus=args.cpus, gpus=args.gpus)
+            else:
+                from raylatent.dryrun import dry_run
+
+                dry_run(plan, address=args.address, calibrate_on=args.calibrate_on, cpus=args.cpus, gpus=args.gpus)
             return 0
         return run_all(plan, args)
     except ConfigError as e:

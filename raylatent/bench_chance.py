@@ -50,7 +50,7 @@ def scored_pools(run: Path, pool: int, block: int, cache: Path, workers: int) ->
     jobs = [(str(generators), None, k, block, 1 + b, couplings) for k in kinds for b in range(-(-pool // block))]
     todo = [j for j in jobs if not name(j[2], j[4]).exists()]
     if todo:  # the z regressor is fitted once, as a run fits it once per experiment, and shipped to every block
-        from raylatent.interpret.reading import z_regressor
+        from raylatent.tune.stage import z_regressor
 
         zreg = z_regressor(str(shards))
         todo = [(g, zreg, k, n, seed, c) for g, _, k, n, seed, c in todo]

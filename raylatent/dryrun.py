@@ -147,7 +147,7 @@ def calibrate(grid, cap_batch: int = 16, progress=print) -> dict:
     threads = torch.get_num_threads()
     out = {"hardware": hardware(), "pid": os.getpid(), "host": os.uname().nodename, "cap_batch": cap_batch,
            "step_s": {}, "eval_s": {}, "train_image_s": {}, "fid_epoch_s": {}, "label_s": {}}
-    trials = d.trials() if grid.search is None else _search_cells(grid)
+    trials = d.trials()
     configs = {}
     for t in trials:
         configs.setdefault(config_key(t), t)
@@ -179,12 +179,6 @@ def calibrate(grid, cap_batch: int = 16, progress=print) -> dict:
     finally:
         torch.set_num_threads(threads)
     return out
-
-
-def _search_cells(grid):
-    from raylatent.search.space import cells
-
-    return cells(grid)
 
 
 def calibrate_on_cluster(grid, cap_batch: int, progress=print) -> dict:
@@ -314,10 +308,6 @@ def cluster_resources(address: str | None, cpus: float | None, gpus: float | Non
 def dry_run(plan, cap_batch: int = 16, log=print, address: str | None = None, calibrate_on: str = "local",
             cpus: float | None = None, gpus: float | None = None) -> dict:
     grid = plan.grid
-    if grid.search is not None:  # a search grid: its space, trial count and the scheduler's cost
-        from raylatent.search.dryrun import dry_run_search
-
-        return dry_run_search(plan, cap_batch, log, address=address, cpus=cpus, gpus=gpus)
     trials = grid.directions.trials()
     d, g = grid.directions, grid.generators
     log(f"grid {grid.name}: run dir {plan.run_dir}, report {plan.report_dir}")

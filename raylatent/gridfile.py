@@ -9,7 +9,8 @@ from pathlib import Path
 import yaml
 
 from raylatent.config import (GRIDS_DIR, ConfigError, DataConfig, DirectionsConfig, GeneratorsConfig, Grid,
-                              MonitorConfig, ReportConfig, _is_number)
+                              MonitorConfig, ReportConfig)
+from raylatent.errors import is_number as _is_number
 
 _SECTIONS = {"data": DataConfig, "generators": GeneratorsConfig, "directions": DirectionsConfig,
              "report": ReportConfig, "monitor": MonitorConfig}

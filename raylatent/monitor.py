@@ -1,5 +1,5 @@
 """Monitoring besides a run's own files: direction sweeps for TensorBoard, and the opt-in MLflow
-and Weights & Biases trackers (`monitor:` in a grid, `raylatent.config.MonitorConfig`).
+and Weights & Biases trackers, and their settings (`monitor:` in a grid, `MonitorConfig`).
 
 Tune stages use Ray's own `MLflowLoggerCallback` / `WandbLoggerCallback`. Ray Train v2 takes no
 Tune callbacks, so the generators stage logs each epoch from a Train `UserCallback` (it runs in
@@ -12,13 +12,72 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
-from raylatent.config import MonitorConfig
+from raylatent.errors import ConfigError, check_ranges as _check_ranges
 
 SWEEP_SHIFTS = 5  # columns of a sweep image: -shift_scale .. +shift_scale
+
+
+# the optional packages behind each tracker, and the extra that installs them
+MONITOR_EXTRAS = {"mlflow": ("mlflow", "mlflow"), "wandb_project": ("wandb", "wandb")}
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _mlflow_uri(uri: str) -> str:
+    """An MLflow tracking URI with any local path made absolute: Tune logs from the driver but
+    Train from its controller actor, whose working directory may differ, so `file:./mlruns`
+    must name the same folder in both."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https", "sqlite", "databricks", "postgresql", "mysql"):
+        return uri
+    if scheme == "file":
+        path = urlparse(uri).path or "."
+    elif scheme and len(scheme) > 1:  # a Windows drive letter parses as a one-letter scheme
+        raise ConfigError(f"monitor.mlflow {uri!r}: a file: URI or a folder (offline), sqlite:///FILE, or an "
+                          f"http(s):// tracking server")
+    else:
+        path = uri
+    return Path(path).expanduser().resolve().as_uri()
+
+
+@dataclass
+class MonitorConfig:
+    """Where a run reports besides its own files: TensorBoard always (under RUN_DIR, one command
+    shows every stage); MLflow and Weights & Biases only when asked, through Ray's own Tune
+    callbacks and a Train callback. Nothing here changes what a stage computes, so no stage key
+    holds it."""
+
+    mlflow: str = ""             # tracking URI (file:./mlruns works offline); empty = off
+    experiment: str = ""         # MLflow experiment / W&B group prefix; empty = the grid's name
+    wandb_project: str = ""      # empty = off
+    wandb_mode: str = "offline"  # offline never touches the network (`wandb sync` uploads later)
+    sweep_directions: int = 4    # directions per TensorBoard sweep image of a Tune trial (0 = none)
+    sweep_latents: int = 1       # latents per sweep (one image each)
+
+    def __post_init__(self) -> None:
+        import importlib.util
+
+        if self.wandb_mode not in WANDB_MODES:
+            raise ConfigError(f"monitor.wandb_mode {self.wandb_mode!r}: one of {', '.join(WANDB_MODES)} "
+                              f"(offline never uses the network)")
+        _check_ranges(self, "monitor", {"sweep_directions": (0, 64), "sweep_latents": (1, 16)})
+        for name, (module, extra) in MONITOR_EXTRAS.items():
+            if getattr(self, name) and importlib.util.find_spec(module) is None:
+                raise ConfigError(f"monitor.{name}: the {module} package is not installed; "
+                                  f"pip install 'raylatent[{extra}]' (or leave monitor.{name} empty)")
+        if self.mlflow:
+            self.mlflow = _mlflow_uri(self.mlflow)
+
+    @property
+    def trackers(self) -> list[str]:
+        return [n for n, on in (("mlflow", self.mlflow), ("wandb", self.wandb_project)) if on]
 
 
 def prepare_env(cfg: MonitorConfig) -> None:

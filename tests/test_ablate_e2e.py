@@ -196,7 +196,7 @@ def test_the_console_says_one_line_per_trial_and_keeps_a_log(smoke_run):
 
 
 def test_the_readme_python_example_runs_on_a_finished_run(smoke_run, capsys):
-    """README's `raylatent.load_run` example, as written there, on this run; then the images it
+    """The `raylatent.load_run` example of docs/api.md, as written there, on this run; then the images it
     gives are the generator's own, along the direction."""
     import re
     from pathlib import Path
@@ -208,7 +208,7 @@ def test_the_readme_python_example_runs_on_a_finished_run(smoke_run, capsys):
     from raylatent.config import ConfigError
 
     root, _, _ = smoke_run
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
     code = re.search(r"## Use a run from Python.*?```python\n(.*?)```", readme, re.S).group(1)
     scope: dict = {}
     exec(code.replace('"runs/smoke"', repr(str(root / "run"))), scope)

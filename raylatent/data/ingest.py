@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raylatent.config import ConfigError, IngestConfig
+from raylatent.data.config import IngestConfig
+from raylatent.errors import ConfigError
 from raylatent.data.dicom import (SkipFile, find_files, hu_to_model, pseudonym_path, read_ct, salted_key,
                                   scan_header)
 

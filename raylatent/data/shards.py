@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from raylatent.config import ConfigError
+from raylatent.errors import ConfigError
 from raylatent.data.ingest import MANIFEST, SPLITS, load_manifest
 
 if TYPE_CHECKING:  # torch is imported only where a split is loaded (Ray Data readers need none)

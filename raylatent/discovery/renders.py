@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raylatent.config import ReportConfig
 from raylatent.discovery.export import load_shift_arrays, traversal
 from raylatent.discovery.methods import method_of
 from raylatent.discovery.records import write_json
@@ -26,10 +25,11 @@ MANIFEST = "renders.json"
 RENDERS_VERSION = "renders-v3"   # v2: the explorer's frames (explorer-<trial>.npz); v3: Fig 8's direction from the labels
 SWEEP_STEPS = 9   # frames of an animation, one way (the report plays them back and forth)
 RANDOM_VS_DISCOVERED = 5
+EXPLORER_DIRECTIONS = 32  # directions per configuration in the explorer, by default (report.explorer_directions)
 EXPLORER_LATENTS = 4  # latents side by side in the explorer (several, so an effect is not one latent's)
 
 
-def render_key(shifts, z_direction: int, explorer_directions: int = ReportConfig.explorer_directions) -> str:
+def render_key(shifts, z_direction: int, explorer_directions: int = EXPLORER_DIRECTIONS) -> str:
     from raylatent.stages import stage_key
 
     return stage_key({"shifts": [float(s) for s in shifts], "z_direction": int(z_direction),
@@ -101,7 +101,7 @@ def z_direction(G, A: dict, labels: dict | None, configured: int) -> tuple[int, 
 
 
 def render_all(ddir: Path, out: Path, records: list[dict], models: dict, test_images: torch.Tensor,
-               shifts, configured_z: int = -1, log=print, explorer_directions: int = ReportConfig.explorer_directions) -> dict:
+               shifts, configured_z: int = -1, log=print, explorer_directions: int = EXPLORER_DIRECTIONS) -> dict:
     """Render every figure's images under `out`; returns (and writes) the manifest. The explorer
     gets, per learned or closed-form trial, at most `explorer_directions` directions (explorer_order)
     swept over the sweep shifts from EXPLORER_LATENTS latents: D x S x N x H x W."""
@@ -178,7 +178,7 @@ def _read(path: Path):
 
 def load(out: Path, name: str) -> dict[str, np.ndarray]:
     """A rendered file's arrays, as float32 (no pickles); a one-line error when it is gone."""
-    from raylatent.config import ConfigError
+    from raylatent.errors import ConfigError
 
     try:
         with np.load(out / name, allow_pickle=False) as f:

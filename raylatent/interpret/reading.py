@@ -5,18 +5,6 @@ from __future__ import annotations
 import torch
 
 
-def z_regressor(shards: str | None):
-    """The slice-position regressor, fitted once per experiment on the training shards (their
-    slice_frac) and shipped to every trial; None without shards (z is then not measured)."""
-    from raylatent.data.shards import load_split
-    from raylatent.interpret.zposition import ZRegressor
-
-    if not shards:
-        return None
-    tr = load_split(shards, "train", limit=3000)
-    return ZRegressor.fit(tr.images[:, 0].numpy(), tr.columns["slice_frac"]) if len(tr) else None
-
-
 def label_directions(G, A: torch.Tensor | dict, zreg=None, truth=None, couplings=None) -> dict:
     """Scores, labels and factor recovery for every direction of A (a matrix, or an export's
     arrays, so the authors' proj directions are swept along their real path; see labels.py),

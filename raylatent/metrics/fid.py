@@ -74,7 +74,7 @@ def load_fid_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The Inception state dict, loaded weights-only: torch.hub's loader unpickles arbitrary
     objects (weights_only=False in this torch), so a planted .pth could run code. A file that is
     not a plain state dict of tensors is a one-line ConfigError."""
-    from raylatent.config import ConfigError
+    from raylatent.errors import ConfigError
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -94,7 +94,7 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, weights: str | None = None):
         super().__init__()
-        from raylatent.config import ConfigError
+        from raylatent.errors import ConfigError
 
         if weights:
             if not Path(weights).is_file():
@@ -137,7 +137,7 @@ def feature_extractor(prefer: str = "inception", weights: str | None = None) -> 
         try:
             return InceptionFeatures(weights)
         except Exception as e:  # no package, no cached weights: fall back, by name
-            from raylatent.config import ConfigError
+            from raylatent.errors import ConfigError
 
             if isinstance(e, ConfigError):  # weights that were given but are bad: never silently
                 raise

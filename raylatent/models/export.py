@@ -36,7 +36,7 @@ def write_export(out: Path, kind: str, state_dict: dict, epoch: int, config_json
 def read_generator(folder: str | os.PathLike, kind: str) -> dict:
     """The saved record ({model, kind, epoch, config}); a one-line ConfigError naming the file and
     the fix when it is missing or unreadable (a copy cut short, a disk filled up)."""
-    from raylatent.config import ConfigError
+    from raylatent.errors import ConfigError
 
     path = Path(folder) / kind / WEIGHTS
     if not path.exists():
@@ -62,7 +62,7 @@ MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above the paper's ne
 def _check_config(path: Path, record: dict, kind: str) -> None:
     """A checkpoint's configuration is validated and its network sized on the meta device (no
     memory) before anything is allocated: a file asking for an absurd width is refused."""
-    from raylatent.config import ConfigError
+    from raylatent.errors import ConfigError
     from raylatent.models import make_generator_from
 
     try:
@@ -84,7 +84,7 @@ def generators_config(config: dict):
     not know are dropped; `fid_weights` names a file on the machine that trained it)."""
     import dataclasses
 
-    from raylatent.config import GeneratorsConfig
+    from raylatent.models.config import GeneratorsConfig
 
     known = {f.name for f in dataclasses.fields(GeneratorsConfig)} - {"fid_weights"}
     return GeneratorsConfig(**{k: v for k, v in config.items() if k in known})

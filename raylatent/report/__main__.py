@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raylatent.config import ConfigError
+from raylatent.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raylatent.config import ConfigError, ReportConfig
+from raylatent.errors import ConfigError
+from raylatent.report.config import ReportConfig
 from raylatent.discovery.records import best_learned
 from raylatent.discovery.renders import MANIFEST
 from raylatent.discovery.renders import load as load_rendered

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from raylatent.config import ConfigError
+from raylatent.errors import ConfigError
 from raylatent.discovery.records import best_learned
 from raylatent.interpret.coverage import MEMORISED, SAMPLES, SPREAD_MIN
 from raylatent.report.records import esc

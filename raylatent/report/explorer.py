@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from raylatent.config import ConfigError, ReportConfig
+from raylatent.errors import ConfigError
+from raylatent.report.config import ReportConfig
 from raylatent.discovery.renders import load as load_rendered
 from raylatent.report import figures as F
 from raylatent.report.records import load_labels

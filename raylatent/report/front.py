@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raylatent.config import ReportConfig
+from raylatent.report.config import ReportConfig
 from raylatent.discovery.records import best_learned
 from raylatent.discovery.renders import load as load_rendered
 from raylatent.report import figures as F
@@ -77,4 +77,4 @@ def next_steps() -> list[str]:
             "`--dry-run`).",
             "- Tune discovery instead of hand-picking settings: a `search:` section (`--grid search-smoke`).",
             "- Load these directions in Python: `raylatent.load_run(RUN_DIR)` with the run directory this "
-            "report came from (README: Use a run from Python).", ""]
+            "report came from (docs/api.md: Use a run from Python).", ""]

@@ -14,7 +14,7 @@ import math
 import re
 from pathlib import Path
 
-from raylatent.config import ConfigError
+from raylatent.errors import ConfigError
 from raylatent.discovery.records import NO_RECONSTRUCTOR, Trial
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")

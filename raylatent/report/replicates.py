@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from raylatent.config import ConfigError
+from raylatent.errors import ConfigError
 from raylatent.discovery.records import best_learned
 from raylatent.report.controls import _found, _role, control_found
 from raylatent.report.records import esc, load_records

@@ -78,7 +78,7 @@ def build_search_report(search_dir: str | os.PathLike, out: str | os.PathLike, g
     if d:
         diff = b[metric] - d[metric]
         md += ["", f"Best minus default: {diff:+.4f} {metric} (one run per replicate; the seed-to-seed spread "
-                   f"at smoke scale is in README)."]
+                   f"at smoke scale: benchmarks/seed-spread-smoke.json)."]
     sections: dict[str, list[str]] = {}
     for p in searched:  # generators fields are keyed `generators.<field>` (search/space.py: Spec.key)
         section, _, name = p.rpartition(".")

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from raylatent.config import ConfigError, DirectionsConfig, GeneratorsConfig, _is_number
+from raylatent.config import ConfigError, DirectionsConfig, GeneratorsConfig
+from raylatent.errors import is_number as _is_number
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 # reported by every search trial at every evaluation (held-out, on fresh latents)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from raylatent.config import ConfigError, GeneratorsConfig
+from raylatent.errors import ConfigError
+from raylatent.models.config import GeneratorsConfig
 from raylatent.models import kind_of, make_generator_from
 from raylatent.models.export import METRICS, write_export
 from raylatent.train.loops import HISTORY, STATE, HeldOut, run_epoch

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import torch
 
-from raylatent.config import GeneratorsConfig
+from raylatent.models.config import GeneratorsConfig
 from raylatent.metrics.fid import feature_extractor, features_of, frechet_distance, statistics
 from raylatent.models import as_generator, kind_of, make_generator_from
 from raylatent.models.schedules import instance_noise_sigma, random_affine

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-from raylatent.config import ConfigError, GeneratorsConfig, MonitorConfig
+from raylatent.errors import ConfigError
+from raylatent.models.config import GeneratorsConfig
+from raylatent.monitor import MonitorConfig
 from raylatent.data.ingest import load_manifest
 from raylatent.models.export import METRICS, WEIGHTS, load_exported, write_export
 from raylatent.train.loops import HISTORY, STATE, train_loop

@@ -22,14 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raylatent.config import DirectionsConfig, MonitorConfig
+from raylatent.discovery.config import DirectionsConfig
+from raylatent.monitor import MonitorConfig
 from raylatent.discovery.evaluate import evaluate
 from raylatent.discovery.export import save_directions
 from raylatent.discovery.records import (CURVE, DIRECTIONS, LABELS, NO_RECONSTRUCTOR, RECORD, RESULTS, Trial,
                                          TrialRecord, finished, folder_of, read_json, record_of, write_json)
 from raylatent.discovery.runner import load_checkpoint, run, save_checkpoint, slim_checkpoint
 from raylatent.discovery.step import Discovery, DiscoveryConfig
-from raylatent.interpret.reading import label_directions, truth_of, z_regressor
+from raylatent.interpret.reading import label_directions, truth_of
 
 EXPERIMENT = "tune"
 TENSORBOARD = "tensorboard"  # the trials' own event files (curves, direction sweeps), one folder each
@@ -165,6 +166,18 @@ def _weights(generators_dir: Path, kinds, digests: dict | None = None) -> tuple[
         if kind not in digests:
             digests[kind] = file_digest(generators_dir / kind / WEIGHTS)
     return weights, gcfg, digests
+
+
+def z_regressor(shards: str | None):
+    """The slice-position regressor, fitted once per experiment on the training shards (their
+    slice_frac) and shipped to every trial; None without shards (z is then not measured)."""
+    from raylatent.data.shards import load_split
+    from raylatent.interpret.zposition import ZRegressor
+
+    if not shards:
+        return None
+    tr = load_split(shards, "train", limit=3000)
+    return ZRegressor.fit(tr.images[:, 0].numpy(), tr.columns["slice_frac"]) if len(tr) else None
 
 
 def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: str | os.PathLike,
@@ -367,12 +380,10 @@ def render_for_report(generators_dir: str | os.PathLike, directions_dir: str | o
     """The report's images, rendered once per report setting beside the directions they show
     (directions_dir/renders/<key>/); skipped when already there."""
     from raylatent.data.shards import load_split
-    from raylatent.discovery.renders import MANIFEST, render_all, render_key
+    from raylatent.discovery.renders import EXPLORER_DIRECTIONS, MANIFEST, render_all, render_key
     from raylatent.models.export import load_exported
 
-    from raylatent.config import ReportConfig
-
-    explorer_directions = ReportConfig.explorer_directions if explorer_directions is None else explorer_directions
+    explorer_directions = EXPLORER_DIRECTIONS if explorer_directions is None else explorer_directions
     ddir = Path(directions_dir)
     out = ddir / "renders" / render_key(shifts, z_direction, explorer_directions)
     if (out / MANIFEST).exists():

@@ -1,0 +1,126 @@
+"""A grid's `directions:` section: the Ray Tune grid of discovery trials and their settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from raylatent.errors import ConfigError, check_ranges as _check_ranges, is_number as _is_number
+from raylatent.models.config import _generator_kinds
+
+
+@dataclass
+class DirectionsConfig:
+    """The Ray Tune grid: one trial per generator x reconstructor x (deformator, K) x seed."""
+
+    generators: tuple = ("gan", "vae")
+    reconstructors: tuple = ("lenet", "resnet")
+    deformators: tuple = ({"deformator": "ortho", "K": 32}, {"deformator": "proj", "K": 32},
+                          {"deformator": "proj", "K": 100})
+    seeds: tuple = (0,)
+    iterations: tuple = ({"steps": 300},)  # rules, first match wins; keys: generator, reconstructor, deformator, K
+    exclude: tuple = ()          # cells not run: rules with keys generator, reconstructor, deformator, K
+    batch: int = 128
+    gamma: float = 0.25
+    lr: float = 1e-4
+    lr_directions: float = 0.0   # 0 = same as lr (the paper)
+    lr_by_reconstructor: dict = field(default_factory=dict)  # e.g. {resnet: 0.0005}; else lr
+    shift_scale: float = 6.0
+    min_shift: float = 0.5
+    recon_width: float = 1.0     # channel width factor of both reconstructors (1 = the paper's)
+    width_by_reconstructor: dict = field(default_factory=dict)  # e.g. {resnet: 0.25}; else recon_width
+    eval_every: int = 100
+    eval_n: int = 512
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 1
+    random_baseline: bool = True   # a `random` trial per generator (paper Figs 9-10)
+    baselines: bool = True         # closed-form SeFa and GANSpace directions, scored alike
+    chance_pool: int = 256         # random directions scored per generator for the chance thresholds
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("generators", _generator_kinds()), ("reconstructors", {"lenet", "resnet"})):
+            vals = tuple(getattr(self, name))
+            setattr(self, name, vals)
+            if not vals or set(vals) - allowed:
+                raise ConfigError(f"directions.{name}: {list(vals)} (allowed: {sorted(allowed)})")
+        for name in ("deformators", "iterations", "exclude"):
+            bad = [r for r in getattr(self, name) if not isinstance(r, dict)]
+            if bad:
+                raise ConfigError(f"directions.{name}: {bad[0]!r} is not a mapping (e.g. "
+                                  + ("{deformator: unit, K: 32})" if name == "deformators" else "{K: 100, steps: 500})"))
+        self.deformators = tuple(dict(d) for d in self.deformators)
+        from raylatent.discovery.methods import names
+
+        learned = names("learned")
+        for d in self.deformators:
+            if set(d) != {"deformator", "K"} or d["deformator"] not in learned:
+                raise ConfigError(f"directions.deformators: {d} (need deformator: {'|'.join(learned)} and K; "
+                                  f"proj is the paper's unit length, unit our normalised columns)")
+        self.iterations = tuple(dict(r) for r in self.iterations)
+        self.exclude = tuple(dict(r) for r in self.exclude)
+        for r in self.exclude:
+            if not r or set(r) - {"generator", "reconstructor", "deformator", "K"}:
+                raise ConfigError(f"directions.exclude: rule {r} (a non-empty mapping with keys generator, "
+                                  f"reconstructor, deformator, K; e.g. {{generator: phantom, reconstructor: resnet}})")
+        for r in self.iterations:
+            if "steps" not in r or set(r) - {"steps", "generator", "reconstructor", "deformator", "K"}:
+                raise ConfigError(f"directions.iterations: rule {r} (keys: steps, generator, reconstructor, "
+                                  f"deformator, K)")
+        for d in self.deformators:
+            if not (isinstance(d["K"], int) and not isinstance(d["K"], bool) and 1 <= d["K"] <= 4096):
+                raise ConfigError(f"directions.deformators: K {d['K']!r} in {d} (a whole number of directions, 1..4096)")
+        for r in self.iterations:
+            steps = r["steps"]
+            if not (isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 100_000_000):
+                raise ConfigError(f"directions.iterations: steps {steps!r} in {r} (a whole number >= 1)")
+        if not self.seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.seeds):
+            raise ConfigError(f"directions.seeds: {list(self.seeds)} (a non-empty list of whole numbers, e.g. [0])")
+        _check_ranges(self, "directions", {
+            "batch": (2, 65_536), "gamma": (0, 1000), "lr": (0, 10, "(]"), "lr_directions": (0, 10),
+            "shift_scale": (0, 1000, "(]"), "min_shift": (0, 1000), "recon_width": (0, 64, "(]"),
+            "eval_every": (1, 100_000_000), "eval_n": (2, 10_000_000), "cpus_per_trial": (0, 1024, "(]"),
+            "gpus_per_trial": (0, 64), "max_failures": (0, 1000), "chance_pool": (2, 100_000)})
+        if self.min_shift >= self.shift_scale:
+            raise ConfigError(f"directions.min_shift {self.min_shift}: must be below shift_scale ({self.shift_scale})")
+        self.seeds = tuple(int(s) for s in self.seeds)
+        for name in ("batch", "eval_n"):  # the reconstructors' BatchNorm layers need two samples
+            if getattr(self, name) < 2:
+                raise ConfigError(f"directions.{name}: {getattr(self, name)} (must be at least 2)")
+        for name in ("lr_by_reconstructor", "width_by_reconstructor"):
+            setattr(self, name, dict(getattr(self, name) or {}))
+            for k, v in getattr(self, name).items():
+                if k not in ("lenet", "resnet") or not _is_number(v) or v <= 0:
+                    raise ConfigError(f"directions.{name}: {k}: {v} (lenet|resnet: a positive number)")
+
+    def lr_for(self, reconstructor: str) -> float:
+        return float(self.lr_by_reconstructor.get(reconstructor, self.lr))
+
+    def width_for(self, reconstructor: str) -> float:
+        return float(self.width_by_reconstructor.get(reconstructor, self.recon_width))
+
+    def steps_for(self, generator: str, reconstructor: str, K: int, deformator: str = "proj") -> int:
+        want = {"generator": generator, "reconstructor": reconstructor, "deformator": deformator, "K": K}
+        for r in self.iterations:
+            if all(r.get(k, v) == v for k, v in want.items()):
+                return int(r["steps"])
+        raise ConfigError(f"directions.iterations: no rule matches {generator}/{reconstructor}/{deformator}/K={K}")
+
+    def trials(self) -> list:
+        """Every Tune trial (a `Trial`), learned cells first, then each generator's reference."""
+        from raylatent.discovery.methods import reference
+        from raylatent.discovery.records import Trial
+
+        cells = []
+        for g in self.generators:
+            cells += [(g, rec, d["deformator"], d["K"]) for rec in self.reconstructors for d in self.deformators]
+            if self.random_baseline:
+                cells.append((g, self.reconstructors[0], reference(), self.deformators[-1]["K"]))
+        cells = [c for c in cells if not self.excluded(*c)]
+        return [Trial(g, rec, defo, K, seed, self.steps_for(g, rec, K, defo))
+                for seed in self.seeds for g in self.generators for (g2, rec, defo, K) in cells if g2 == g]
+
+    def excluded(self, generator: str, reconstructor: str, deformator: str, K: int) -> bool:
+        cell = {"generator": generator, "reconstructor": reconstructor, "deformator": deformator, "K": K}
+        return any(all(cell[k] == v for k, v in r.items()) for r in self.exclude)
+
+
+# seed-to-seed spread at smoke scale: the median over the 12 learned cells of the range of held-out
