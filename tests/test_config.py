@@ -191,3 +191,31 @@ def test_print_config_is_the_resolved_grid_and_loads_back_as_the_same_grid(tmp_p
     (tmp_path / "resolved.yaml").write_text(printed)
     again = json.loads(json.dumps(load_grid(str(tmp_path / "resolved.yaml")).to_dict(), default=list))
     assert again == want and want["directions"]["seeds"] == [0, 1] and want["generators"]["epochs"] == 3
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "raylatent" / "grids").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_grid_loads_and_plans(path, tmp_path):
+    """Each grid in the package (and its ablations/ link) loads by name and plans: its trials (or a
+    search's cells), its replicates' grids and stage folders, without running anything."""
+    from raylatent.ablate import Plan
+    from raylatent.gridfile import load_grid
+
+    assert (ROOT / "ablations" / path.name).resolve() == path.resolve()
+    grid = load_grid(path.stem)
+    assert grid.name == path.stem
+    plan = Plan(grid, tmp_path / "run", tmp_path / "report")
+    if grid.search is not None:
+        from raylatent.search.space import cells
+
+        assert cells(grid), f"{path.name}: a search with no cells"
+        return
+    trials = grid.directions.trials()
+    d = grid.directions
+    # every learned cell not excluded, and one random baseline per generator (first reconstructor, last K)
+    learned = [(g, r, x["deformator"], x["K"]) for g in d.generators for r in d.reconstructors for x in d.deformators]
+    baselines = [(g, d.reconstructors[0], "random", d.deformators[-1]["K"]) for g in d.generators] * d.random_baseline
+    expect = sum(not d.excluded(*c) for c in learned + baselines) * len(d.seeds)
+    assert len(trials) == expect and len({t.name for t in trials}) == len(trials)
+    for r in range(grid.generators.replicates):
+        sub = plan.replicate(r)
+        assert sub.grid.generators.seed == grid.generators.seed + r and sub.data == plan.data

@@ -34,6 +34,7 @@ def phantom():
     return G, zreg, couplings, S
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("K", [32, 100])
 def test_the_true_axes_of_the_phantom_count_as_found_at_the_shipped_thresholds(phantom, K):
     G, zreg, couplings, S = phantom
@@ -43,6 +44,7 @@ def test_the_true_axes_of_the_phantom_count_as_found_at_the_shipped_thresholds(p
     assert len(found) >= 7, (found, {f: (round(factor_score(r, f), 3), limits[f]) for f, r in zip(FACTORS, rows)})
 
 
+@pytest.mark.slow
 def test_a_random_set_of_K_finds_at_most_one_factor(phantom):
     G, zreg, couplings, S = phantom
     K = 32
@@ -53,6 +55,7 @@ def test_a_random_set_of_K_finds_at_most_one_factor(phantom):
     assert len(found) <= 1, found
 
 
+@pytest.mark.slow
 def test_without_couplings_breast_tissue_reads_as_entangled(phantom):
     """The defect the couplings mend: the breast axis moves height, size and y physically."""
     G, zreg, couplings, _ = phantom
@@ -116,6 +119,7 @@ def test_a_supervised_direction_recovers_planted_linear_factors_within_15_degree
     assert "z" not in names2 and A2.shape == (16, len(names2))
 
 
+@pytest.mark.slow
 def test_control_records_hold_a_direction_per_factor_to_every_grid_K(tmp_path, phantom):
     G, zreg, couplings, S = phantom
     seen = []
@@ -150,6 +154,7 @@ def _without(G, factor: str):
     return Flat()
 
 
+@pytest.mark.slow
 def test_a_generator_that_never_varies_a_factor_gets_not_generated_for_it(phantom):
     G, zreg, _, _ = phantom
     with torch.no_grad():
@@ -168,6 +173,7 @@ def test_a_generator_that_never_varies_a_factor_gets_not_generated_for_it(phanto
     assert rec.factors["rotation"]["generated"] is False and rec.factors["y"]["generated"] is True
 
 
+@pytest.mark.slow
 def test_the_coverage_of_a_generator_that_copies_its_training_slices_flags_memorisation(phantom):
     G, _, _, _ = phantom
     with torch.no_grad():

@@ -32,6 +32,7 @@ def toy_run():
     return disc, history, init_mass
 
 
+@pytest.mark.slow
 def test_rca_rises_far_above_chance(toy_run):
     disc, history, _ = toy_run
     assert history[0]["step"] == 100 and history[-1]["step"] == 600

@@ -16,6 +16,8 @@ from raylatent.discovery.renders import EXPLORER_LATENTS, explorer_order
 from raylatent.report.build import build_report
 from raylatent.report.explorer import PAGE, read_page_data
 
+pytestmark = pytest.mark.slow  # fabricated runs whose report images are rendered (seconds each)
+
 CHROMIUM = "/usr/bin/chromium"
 K100 = 40  # the fake run's stand-in for K = 100: above the default cap of 32, so the cap is exercised
 

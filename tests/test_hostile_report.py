@@ -7,6 +7,8 @@ import pytest
 from fake_run import fake_run
 from raylatent.report.__main__ import main as report_main
 
+pytestmark = pytest.mark.slow  # fabricated runs whose report images are rendered (seconds each)
+
 EVIL = {"script": "<script>alert(1)</script>", "img": "<img src=x onerror=alert(1)>",
         "link": "[click](javascript:alert(1))", "pipe": "a | b | c"}
 

@@ -88,6 +88,7 @@ def test_sefa_and_ganspace_on_the_dcgan_first_layer():
     assert abs(float(P[:, 0] @ V[:, 0])) > 0.9
 
 
+@pytest.mark.slow
 def test_attributes_track_their_ground_truth_when_every_factor_varies():
     """Each attribute against the physical quantity it estimates (phantom.ATTRIBUTE_TRUTH), on a
     cohort where width, height, size, rotation, y, fat, breasts and z all vary at once."""

@@ -12,6 +12,8 @@ from raylatent.report.build import build_report
 from raylatent.report.figures import HEADER, TILE
 from raylatent.report.tables import CLAIMS, PAPER, check_claim, table1
 
+pytestmark = pytest.mark.slow  # fabricated runs whose report images are rendered (seconds each)
+
 
 def good(g, r, d, k, s):
     """Metrics under which every claim of the paper holds by 0.04 or more (beyond the 95% interval

@@ -102,6 +102,7 @@ def phantom():
     return PhantomGenerator(latent_dim=16, size=32, seed=3)
 
 
+@pytest.mark.slow
 def test_on_the_phantom_its_true_axes_beat_chance_and_random_directions_do_not(phantom):
     """The calibration end to end on a generator whose truth is known: the eight true axes are
     found (bar the factors the attributes cannot see at 32²), K random directions are not."""
