@@ -111,9 +111,15 @@ def _by_value(fn):
 
 
 @_by_value
-def fail_once_at_step_10(metrics: dict, resumed: bool) -> None:
-    if metrics["step"] == 10 and not resumed:
-        raise RuntimeError("injected failure at step 10 (test)")
+def fail_once_at_step_10(marker):
+    """A hook that fails the trial at step 10 unless it was restored from a checkpoint, leaving
+    `marker` behind when it fires (so a test can tell that the failure happened at all)."""
+    def hook(metrics: dict, resumed: bool) -> None:
+        if metrics["step"] == 10 and not resumed:
+            with open(marker, "a") as f:
+                f.write("fired\n")
+            raise RuntimeError("injected failure at step 10 (test)")
+    return hook
 
 
 def test_a_failing_trial_is_retried_from_its_checkpoint(smoke_run, tmp_path):
@@ -124,8 +130,12 @@ def test_a_failing_trial_is_retried_from_its_checkpoint(smoke_run, tmp_path):
     d = load_grid("smoke", REDUCED + ["directions.generators=[vae]", "directions.reconstructors=[lenet]",
                                       "directions.deformators=[{deformator: unit, K: 8}]",
                                       "directions.random_baseline=false", "directions.baselines=false"]).directions
-    records = run_directions(gens, d, tmp_path / "dirs", after_report=fail_once_at_step_10, log=lambda *_: None)
+    marker = tmp_path / "failed"
+    records = run_directions(gens, d, tmp_path / "dirs", after_report=fail_once_at_step_10(str(marker)),
+                             log=lambda *_: None)
     records = [r for r in records if r["reconstructor"] != "none"]  # the positive controls run beside it
+    # it failed exactly once: a restart from step 0 would not count as resumed and fail again
+    assert marker.read_text() == "fired\n"
     assert len(records) == 1 and records[0]["iterations"] == 30
     curve = json.loads((tmp_path / "dirs" / "trials" / records[0]["trial"] / "curve.json").read_text())
     assert [c["step"] for c in curve] == [10, 20, 30]  # resumed after step 10, not restarted at 0

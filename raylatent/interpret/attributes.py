@@ -43,7 +43,7 @@ SOFT_HALF_RANGE = 200.0  # fat and soft tissue lie within this of the median of 
 TORSO_P = 2.3           # torso super-ellipse exponent (the phantom's body outline)
 TORSO_TRIM_PX = 0.5     # anterior outline points further than this outside the torso fit: breast
 
-ATTRIBUTES = ("width", "height", "size", "rotation", "y", "thickness", "breast", "intensity", "lung_area")
+MEASURES = ("width", "height", "size", "rotation", "y", "thickness", "breast", "intensity", "lung_area")
 
 
 TABLE_MM = 7.0          # opening radius: cuts off the table (a slab ~12 mm thick) wherever it touches
@@ -236,7 +236,7 @@ def _measure(hu: np.ndarray, fov_mm: float = 500.0) -> tuple[dict[str, float], t
     n = hu.shape[0]
     sp = fov_mm / n
     body = body_mask(hu, fov_mm)
-    out = {k: float("nan") for k in ATTRIBUTES}
+    out = {k: float("nan") for k in MEASURES}
     if body.sum() < 10:
         return out, None
     hu, body, off = air_calibrated(hu, body, fov_mm)  # the geometry as if there were no global shift
@@ -260,5 +260,5 @@ def measure_batch(hu: np.ndarray, fov_mm: float = 500.0, keep_prepared: bool = F
     """measure() over N x S x S images -> attribute -> (N,) array; with keep_prepared, also each
     image's (calibrated HU, body, level) for `zposition.features(..., prepared=)`."""
     res = [_measure(h, fov_mm) for h in np.asarray(hu)]
-    table = {k: np.array([r[0][k] for r in res]) for k in ATTRIBUTES}
+    table = {k: np.array([r[0][k] for r in res]) for k in MEASURES}
     return (table, [r[1] for r in res]) if keep_prepared else table

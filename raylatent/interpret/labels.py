@@ -39,9 +39,9 @@ import torch
 from scipy.stats import rankdata
 
 from raylatent.data.dicom import model_to_hu
+from raylatent.data.factors import FACTORS
 from raylatent.interpret.attributes import measure_batch
 
-FACTORS = ("width", "height", "size", "rotation", "y", "thickness", "breast", "z")  # the paper's eight
 SEMANTIC = FACTORS  # the name the report and older code import
 ATTRIBUTES = (*FACTORS, "intensity")  # what is scored, counts in purity and can be a label
 MEASURED = {"width": "width", "height": "height", "size": "size", "rotation": "rotation", "y": "y",

@@ -38,9 +38,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from raylatent.data.dicom import HU_MAX, HU_MIN
+from raylatent.data.factors import FACTORS
 from raylatent.data.phantom import FOV_MM, HU, SCAN_RADIUS_MM
 
-FACTORS = ("width", "height", "size", "rotation", "y", "thickness", "breast", "z")
 RANGES = {"width": (0.85, 1.15), "height": (0.85, 1.15), "size": (0.88, 1.12), "rotation": (-12.0, 12.0),
           "y": (-30.0, 30.0), "thickness": (6.0, 32.0), "breast": (0.0, 1.0), "z": (0.0, 1.0)}
 TAU_PX = 0.2      # edge softness (sigmoid scale) in pixels: ~1 px from 10 % to 90 %, like a resampled edge
