@@ -278,6 +278,7 @@ def _run_all(plan: Plan, args) -> int:
     times["ingest"] = t.s
     n = grid.generators.replicates
     if n == 1:
+        (plan.run_dir / REPLICATES).unlink(missing_ok=True)  # an earlier run's replicates are not this run's
         return _run_replicate(plan, args, times, shards)
     write_replicates(plan, [plan.replicate(i) for i in range(n)])
     for r in range(n - 1, -1, -1):  # replicate 0 last: its report (the main one) sums them all up

@@ -82,7 +82,8 @@ class Grid:
             keep = replicated_kinds(g.kinds)
             g = dataclasses.replace(g, kinds=keep)
             d = dataclasses.replace(d, generators=tuple(k for k in d.generators if k in keep))
-        return dataclasses.replace(self, generators=g, directions=d)
+        m = self.monitor if r == 0 else dataclasses.replace(self.monitor, experiment=f"{self.monitor.experiment}-r{r + 1}")
+        return dataclasses.replace(self, generators=g, directions=d, monitor=m)
 
 
 def replicated_kinds(kinds) -> tuple:

@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 
 # settings that change where and how fast a stage runs, not what it computes
-SCHEDULING = {
-    "generators": frozenset({"num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_failures"}),
+SCHEDULING = {  # (and `replicates`: how many copies a grid trains, not what one of them is)
+    "generators": frozenset({"num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_failures",
+                             "replicates"}),
     "directions": frozenset({"cpus_per_trial", "gpus_per_trial", "max_failures"}),
 }
 LEDGER = "stages.json"

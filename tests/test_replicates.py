@@ -162,11 +162,14 @@ directions:
     assert len(digests) == len(reps)  # two different generators
     md = re.sub(" +", " ", (report / "REPORT.md").read_text())
     assert "## Replicates" in md and "| GAN | best learned | " in md
-    mtime = (report / "replicate-2" / "REPORT.md").stat().st_mtime_ns
-    assert main(args) == 0  # everything done: skipped, the reports written again
-    assert (run / "replicates" / "1" / "stages.json").exists()
+    done = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name in ("generator.pt", "results.json")}
+    assert len(done) == 2 * len(reps)  # each replicate's generator and its directions' results
+    assert main(args) == 0  # everything done: skipped, nothing trained or discovered again
+    assert {p: p.stat().st_mtime_ns for p in done} == done
     assert len(list((run / "replicates" / "1" / "generators").iterdir())) == 1
-    assert (report / "replicate-2" / "REPORT.md").stat().st_mtime_ns >= mtime
+    # a later run of one on the same folder: the old replicates are not this run's
+    assert main(args[:-1] + ["--set", "generators.replicates=1", "-q"]) == 0
+    assert not (run / REPLICATES).exists() and "## Replicates" not in (report / "REPORT.md").read_text()
 
 
 def test_the_study_benchmark_judges_each_target_in_every_replicate(tmp_path):
@@ -193,3 +196,27 @@ def test_the_study_benchmark_judges_each_target_in_every_replicate(tmp_path):
     assert t["gan varies >= 7 of 8 factors"] == {"met": False, "generated": [8, 6]}
     assert t["gan z-position found by a learned cell"] == {"met": False, "per_replicate": [True, False]}
     assert t["phantom true axes >= 7 of 8 at every K"]["met"] is False  # no phantom in this run
+
+
+@pytest.mark.parametrize("bad, what", [
+    ({"run_dir": "../../elsewhere"}, "points outside"),
+    ({"report": "javascript:alert(1)"}, "damaged"),
+    ({"report": "../../x/REPORT.md"}, "damaged"),
+    ({"replicate": "1"}, "damaged"),
+])
+def test_a_hostile_replicates_file_is_one_line_and_reads_nothing_outside(tmp_path, bad, what):
+    from raylatent.report.replicates import REPLICATES, replicate_root, replicates_section
+
+    run = tmp_path / "run"
+    _replicate_run(run, ["z"], [], ["z"])
+    _replicate_run(tmp_path / "elsewhere", ["y"], [], ["y"])
+    entry = {"replicate": 1, "seed": 1, "run_dir": ".", "report": "replicate-2/REPORT.md", **bad}
+    (run / REPLICATES).write_text(json.dumps([{"replicate": 0, "seed": 0, "run_dir": ".", "report": "REPORT.md"},
+                                              entry]))
+    with pytest.raises(ConfigError, match=what):
+        replicates_section(run)
+    # a run that claims to be a replicate of a folder that does not list it
+    stray = run / "replicates" / "9"
+    stray.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="does not list"):
+        replicate_root(stray, "../..", stray / "latest.json")

@@ -5,6 +5,7 @@ configuration find in every replicate, so a claim ("learned beats random by 3") 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tabulate import tabulate
@@ -12,8 +13,9 @@ from tabulate import tabulate
 from raylatent.errors import ConfigError
 from raylatent.discovery.records import best_learned
 from raylatent.report.controls import _found, _role, control_found
-from raylatent.report.records import esc, load_records
+from raylatent.report.records import esc, inside, load_records
 
+SAFE_LINK = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")  # a replicate's report, relative to the main one
 REPLICATES = "replicates.json"  # RUN_DIR/replicates.json: each replicate's seed, run folder and report
 ROWS = (("axes", "true axes (control)"), ("supervised", "supervised (control)"),
         ("random", "random directions (best seed)"), ("learned", "best learned"),
@@ -45,18 +47,36 @@ def found_counts(records: list[dict]) -> dict:
     return out
 
 
+def _entries(path: Path) -> list[dict]:
+    """replicates.json, checked: a list of {replicate, seed: whole numbers, run_dir, report: relative paths}."""
+    entries = json.loads(path.read_text())
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("not a list of replicates")
+    for e in entries:
+        if not (isinstance(e, dict) and all(isinstance(e.get(k), int) and not isinstance(e.get(k), bool)
+                                            for k in ("replicate", "seed"))
+                and all(isinstance(e.get(k), str) and e.get(k) for k in ("run_dir", "report"))):
+            raise ValueError(f"entry {e!r}")
+        if not SAFE_LINK.fullmatch(e["report"]) or ".." in Path(e["report"]).parts:
+            raise ValueError(f"report {e['report']!r}")
+    return entries
+
+
 def read_replicates(run_dir: Path) -> list[dict] | None:
-    """Each replicate's entry of RUN_DIR/replicates.json with its records (None: a run of one)."""
-    path = Path(run_dir) / REPLICATES
+    """Each replicate's entry of RUN_DIR/replicates.json with its records (None: a run of one).
+    Every path it names must stay inside RUN_DIR (a run folder received from someone else)."""
+    run_dir = Path(run_dir)
+    path = run_dir / REPLICATES
     if not path.exists():
         return None
     try:
-        entries = json.loads(path.read_text())
         out = []
-        for e in entries:
-            sub = (Path(run_dir) / e["run_dir"]).resolve()
+        for e in _entries(path):
+            sub = inside(run_dir, e["run_dir"], "run_dir", path)
             latest = json.loads((sub / "latest.json").read_text())
-            records = load_records(sub / latest["stages"]["directions"] / "results.json")  # names a bad file itself
+            ddir = inside(run_dir, str(Path(e["run_dir"]) / latest["stages"]["directions"]), "stages.directions",
+                          sub / "latest.json")
+            records = load_records(ddir / "results.json")  # names a bad file itself
             out.append({**e, "records": records, "counts": found_counts(records)})
     except ConfigError:
         raise
@@ -106,13 +126,18 @@ def replicates_section(run_dir: Path) -> list[str]:
 
 def replicate_root(run_dir: Path, root, source: Path) -> Path:
     """The folder a run's stage paths must stay inside: the run itself, or, for a replicate
-    (latest.json `root`: only '..' steps), the main run that lists its replicates."""
+    (latest.json `root`: only '..' steps), the main run whose replicates.json lists this run."""
     run_dir = Path(run_dir).resolve()
     if root is None:
         return run_dir
     if not (isinstance(root, str) and Path(root).parts and all(p == ".." for p in Path(root).parts)):
         raise ConfigError(f"{source}: root {root!r} (expected '..' steps up to the main run folder)")
     base = (run_dir / root).resolve()
-    if not (base / REPLICATES).is_file():
-        raise ConfigError(f"{source}: root {root!r}: {base} has no {REPLICATES} (not a replicate of a raylatent run)")
+    try:
+        listed = {(base / e["run_dir"]).resolve() for e in _entries(base / REPLICATES)}
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = set()
+    if run_dir not in listed:
+        raise ConfigError(f"{source}: root {root!r}: {base / REPLICATES} does not list {run_dir} (not a replicate "
+                          f"of that run)")
     return base
