@@ -87,3 +87,18 @@ def test_an_unregistered_kind_is_a_one_line_config_error():
     known = re.escape(", ".join(sorted(kind_names())))
     with pytest.raises(ConfigError, match=rf"generators.kinds: \['toy'\] \(known: {known}\)"):
         GeneratorsConfig(kinds=("toy",))
+
+
+def test_a_registered_kind_gets_its_rows_in_table1(toy_kind):
+    """Table 1's rows come from the registered kinds: the paper's four rows, then a new kind's, per
+    reconstructor it ran, with no paper numbers beside it."""
+    from raylatent.report.tables import ROWS, table1
+
+    recs = [{"trial": f"toy-{rec}-proj-K32-s0", "generator": "toy", "reconstructor": rec, "deformator": "proj",
+             "K": 32, "seed": 0, "iterations": 10, "rca": rca, "ls": 0.1} for rec, rca in (("lenet", 0.61), ("resnet", 0.73))]
+    table, cells = table1(recs)
+    lines = [ln for ln in table.splitlines() if ln.startswith("| Toy")]
+    assert [ln.split("|")[1].strip() for ln in lines] == ["Toy ResNet (ours)", "Toy LeNet (ours)"]
+    assert "0.730" in lines[0] and "0.610" in lines[1] and "(paper)" not in "".join(lines)
+    assert cells[("toy", "lenet", "proj", 32)]["rca"] == pytest.approx(0.61)
+    assert len([ln for ln in table.splitlines() if "(ours)" in ln]) == len(ROWS) + 2

@@ -65,6 +65,21 @@ def columns(records: list[dict]) -> list[tuple[str, int, str]]:
     return COLS + [(d, k, f"{method_of(d).title} K={k}") for d, k in extra]
 
 
+def rows(records: list[dict]) -> list[tuple[str, str, str]]:
+    """Table 1's rows: the paper's (ROWS, shown even when not run) and every other registered
+    generator kind with trained cells (registry order), each with the reconstructors it ran."""
+    from raylatent.discovery.methods import method_of
+    from raylatent.models import kind_names, kind_of
+    from raylatent.models.reconstructors import RECONSTRUCTORS
+
+    have = {(r["generator"], r["reconstructor"]) for r in records
+            if r.get("rca") is not None and method_of(r["deformator"]).role == "learned"}
+    extra = [(g, rec, f"{kind_of(g).title} {_NAMES.get(rec, rec)}") for g in kind_names()
+             for rec in sorted(RECONSTRUCTORS, reverse=True)  # resnet before lenet, as the paper
+             if (g, rec) in have and (g, rec) not in PAPER]
+    return list(ROWS) + extra
+
+
 def table1(records: list[dict]) -> tuple[str, dict]:
     """(Markdown table, cells): ours, the paper's and the difference per cell; chance and the
     random-directions baseline as reference rows."""
@@ -73,19 +88,19 @@ def table1(records: list[dict]) -> tuple[str, dict]:
     cols = columns(records)
     header = ["", *[f"{c[2]} {m}" for c in cols for m in ("RCA", "Ls")]]
     lines, cells = [], {}
-    for gen, rec, label in ROWS:
+    for gen, rec, label in rows(records):
         ours, paper = [label + " (ours)"], [label + " (paper)"]
         for j, (defo, K, _) in enumerate(cols):
             s = cell_stats(records, gen, rec, defo, K)
             cells[(gen, rec, defo, K)] = s
-            p = PAPER[(gen, rec)][j] if j < len(COLS) else None
+            p = PAPER[(gen, rec)][j] if j < len(COLS) and (gen, rec) in PAPER else None
             if s is None:
                 ours += ["—", "—"]
             else:
                 ours += [_fmt(s["rca"], s["rca_sd"], s["n"]) + (f" ({s['rca'] - p[0]:+.3f})" if p else ""),
                          _fmt(s["ls"], s["ls_sd"], s["n"]) + (f" ({s['ls'] - p[1]:+.3f})" if p else "")]
             paper += [f"{p[0]:.4f}", f"{p[1]:.4f}"] if p else ["", ""]
-        lines += [ours, paper]
+        lines += [ours, paper] if (gen, rec) in PAPER else [ours]  # the paper's numbers only where it has them
     lines.append(["chance (1/K)", *[x for _, K, _ in cols for x in (f"{1 / K:.4f}", "")]])
     ref = reference()
     for gen in sorted({r["generator"] for r in records if r["deformator"] == ref}):
