@@ -9,21 +9,9 @@ import pytest
 from raylatent.config import ConfigError
 from raylatent.gridfile import load_grid
 
-GRID = """
-name: reps
-data: {patients: 4, slices: 8, matrix: 64, size: 32, test_frac: 0.25}
-generators: {kinds: [gan, phantom], gan_width: 8, epochs: 3, keep_last: 1, batch_size: 4, fid_samples: 16,
-             fid_network: fallback, num_workers: 2, seed: 5, replicates: 3}
-directions:
-  generators: [gan, phantom]
-  reconstructors: [lenet]
-  deformators: [{deformator: proj, K: 8}]
-  iterations: [{deformator: random, steps: 10}, {steps: 20}]
-  eval_every: 10
-  eval_n: 32
-  batch: 8
-  chance_pool: 16
-"""
+from test_dryrun import TINY
+
+GRID = TINY.replace("name: tiny-dry", "name: reps").replace("num_workers: 2}", "num_workers: 2, seed: 5, replicates: 3}")
 
 
 @pytest.fixture
@@ -63,7 +51,7 @@ def test_replicates_are_validated(grid_file, tmp_path):
 
 def test_dry_run_counts_every_further_replicate(grid_file):
     from raylatent.dryrun import estimate
-    from tests.test_dryrun import _cal
+    from test_dryrun import _cal
 
     grid = load_grid(str(grid_file))
     one = load_grid(str(grid_file), ["generators.replicates=1"])
