@@ -44,7 +44,7 @@ class FirstAxes(Directions):
 
 @pytest.fixture
 def first_axes():
-    M.register(M.Method("first-axes", "First latent axes (test)", "learned", directions=FirstAxes, in_paper=False))
+    M.register(M.Method("first-axes", "First latent axes (test)", "learned", directions=FirstAxes))
     yield "first-axes"
     del M.METHODS["first-axes"]
 

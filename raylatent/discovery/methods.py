@@ -35,11 +35,9 @@ class Method:
     name: str
     title: str                 # how the report names it
     role: str                  # learned | reference | closed-form | control
-    render: str = "linear"     # linear: eps * a_k; path: the exported arrays' own shift
     directions: Callable | None = None   # (latent_dim, K, torch.Generator) -> Directions (trials)
     fit: Callable | None = None          # (G, K, kind, zreg) -> d x K matrix, or (matrix, factor names) (control)
     needs_K_equal_d: bool = False        # the grid must set K = latent_dim
-    in_paper: bool = True
 
     @property
     def trained(self) -> bool:
@@ -101,17 +99,16 @@ def _supervised(G, K: int, kind: str, zreg=None):
 
 
 register(Method("ortho", "Orthogonal", "learned", directions=D.OrthoDirections, needs_K_equal_d=True))
-register(Method("proj", "Unit Length (the authors' projective deformator)", "learned", render="path",
+register(Method("proj", "Unit Length (the authors' projective deformator)", "learned",
                 directions=D.ProjDirections))
-register(Method("unit", "Unit-norm columns (ours, not the paper's)", "learned", directions=D.UnitDirections,
-                in_paper=False))
+register(Method("unit", "Unit-norm columns (ours, not the paper's)", "learned", directions=D.UnitDirections))
 register(Method("random", "Random directions (A fixed, only R learns)", "reference",
                 directions=lambda d, K, g: D.RandomDirections(d, K, g, ortho=K <= d)))
-register(Method("sefa", "SeFa (closed form)", "closed-form", fit=_sefa, in_paper=False))
-register(Method("ganspace", "GANSpace (closed form)", "closed-form", fit=_ganspace, in_paper=False))
-register(Method("axes", "True axes (positive control)", "control", fit=_axes, in_paper=False))
+register(Method("sefa", "SeFa (closed form)", "closed-form", fit=_sefa))
+register(Method("ganspace", "GANSpace (closed form)", "closed-form", fit=_ganspace))
+register(Method("axes", "True axes (positive control)", "control", fit=_axes))
 register(Method("supervised", "Supervised, a linear model per attribute (positive control)", "control",
-                fit=_supervised, in_paper=False))
+                fit=_supervised))
 
 
 def make_directions(name: str, latent_dim: int, K: int, seed: int = 0) -> D.Directions:
