@@ -161,7 +161,7 @@ directions:
 
 
 def test_the_study_benchmark_judges_each_target_in_every_replicate(tmp_path):
-    from raylatent.bench_study import summarise
+    from raylatent.bench.study import summarise
     from raylatent.interpret.labels import FACTORS
     from raylatent.report.replicates import REPLICATES
 

@@ -1,4 +1,4 @@
-"""`python -m raylatent.bench {ingest,discovery,shuffle,train,phantom,chance,controls} --json FILE`: benchmarks, never tests.
+"""The benchmarks (ingest, discovery, shuffle, train, phantom; chance, controls and study in their own modules): never tests.
 
 Each benchmark measures the project's path and a plain baseline in the same run, on the same
 inputs, and writes medians and ratios as JSON (this machine is noisy: compare within one run).
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=600, help="the smoke grid's steps per cell (1x)")
     p.add_argument("--multiples", default="1,4,16")
     p.add_argument("--threads", type=int, default=1)
-    from raylatent import bench_chance, bench_controls, bench_study
+    from raylatent.bench import chance as bench_chance, controls as bench_controls, study as bench_study
 
     bench_chance.add_parser(sub)
     bench_controls.add_parser(sub)

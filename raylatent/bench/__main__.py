@@ -1,0 +1,5 @@
+import sys
+
+from raylatent.bench.main import main
+
+sys.exit(main())
