@@ -85,7 +85,7 @@ class Run:
             raise ConfigError(f"direction {direction}: {r['trial']} has directions 0..{arrays['A'].shape[1] - 1}")
         G = self.generator(r["generator"])
         z = torch.randn(n_latents, arrays["A"].shape[0], generator=torch.Generator().manual_seed(seed))
-        x = traversal(G, {k: torch.as_tensor(v) for k, v in arrays.items()}, z, shifts, [direction])
+        x = traversal(G, arrays, z, shifts, [direction])
         x = x[0, :, :, 0].transpose(0, 1).numpy()  # latents x shifts x S x S, model scale
         if window is None:
             return model_to_hu(x).astype(np.float32)
@@ -101,7 +101,7 @@ class Run:
         file (its first frame). Returns the edited slice in HU at the run's image size; with `out`,
         also writes it as a DICOM marked DERIVED/SECONDARY, with new UIDs and no patient identity."""
         from raylatent.data.dicom import hu_to_model, model_to_hu, read_ct
-        from raylatent.models.directions import shift_fn
+        from raylatent.models.directions import rebuild
         from raylatent.models.export import load_exported
         from raylatent.models.registry import kind_of
 
@@ -122,12 +122,12 @@ class Run:
         from raylatent.models import as_generator
 
         G = as_generator(model).eval()  # the decoder of the model that encodes
-        arrays = {k: torch.as_tensor(v) for k, v in self.directions(r).items()}
+        arrays = self.directions(r)
         if not 0 <= direction < arrays["A"].shape[1]:
             raise ConfigError(f"direction {direction}: {r['trial']} has directions 0..{arrays['A'].shape[1] - 1}")
         with torch.no_grad():
             z = kk.invert(model, x)
-            z = z + shift_fn(arrays)(torch.tensor([direction]), torch.tensor([float(eps)]))
+            z = z + rebuild(arrays)(z, torch.tensor([direction]), torch.tensor([float(eps)]))
             edited = model_to_hu(G(z)[0, 0].numpy()).astype(np.float32)
         if out is not None:
             _write_derived(edited, Path(out), f"raylatent edit: {r['trial']} direction {direction} eps {eps:+g}")

@@ -80,9 +80,7 @@ def calibrate_discovery(grid, trial, cap_batch: int) -> tuple[float, float]:
     g, d = grid.generators, grid.directions
     G = as_generator(make_generator_from(trial.generator, g))
     dev = _device()
-    disc = Discovery(G, DiscoveryConfig(K=trial.K, deformator=trial.deformator, reconstructor=trial.reconstructor,
-                                        recon_width=d.width_for(trial.reconstructor), batch=min(d.batch, cap_batch)),
-                     device=dev, amp=dev == "cuda")
+    disc = Discovery(G, DiscoveryConfig.for_trial(d, trial, batch=min(d.batch, cap_batch)), device=dev, amp=dev == "cuda")
     step = _time(disc.step) * d.batch / disc.cfg.batch
     n = min(d.eval_n, 4 * disc.cfg.batch)
     return step, _time(lambda: evaluate(disc, n=n), n=1, repeats=2) * d.eval_n / n

@@ -75,6 +75,7 @@ def test_results_have_every_configuration(smoke_run):
 
 def _re_evaluate(root, ddir, grid, r):
     from raylatent.discovery.evaluate import evaluate
+    from raylatent.discovery.records import Trial
     from raylatent.discovery.runner import load_checkpoint
     from raylatent.discovery.step import Discovery, DiscoveryConfig
     from raylatent.models import as_generator
@@ -83,10 +84,7 @@ def _re_evaluate(root, ddir, grid, r):
     d = grid.directions
     (gdir,) = (root / "run" / "generators").iterdir()
     G = as_generator(load_exported(gdir, r["generator"]))
-    disc = Discovery(G, DiscoveryConfig(K=r["K"], deformator=r["deformator"], reconstructor=r["reconstructor"],
-                                        recon_width=d.width_for(r["reconstructor"]), batch=d.batch, gamma=d.gamma,
-                                        lr=d.lr_for(r["reconstructor"]), shift_scale=d.shift_scale,
-                                        min_shift=d.min_shift, seed=r["seed"]))
+    disc = Discovery(G, DiscoveryConfig.for_trial(d, Trial.from_dict(r)))
     assert load_checkpoint(disc, ddir / "trials" / r["trial"]) and disc.step_count == r["iterations"]
     m = evaluate(disc, n=d.eval_n)
     return m["rca"], m["ls"]

@@ -1,6 +1,7 @@
 """The discovery-method interface: every registered method exports what its shift needs, a new
 method is one registration, and closed-form methods are recorded like trials (without RCA)."""
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from raylatent.discovery import methods as M
 from raylatent.discovery.export import load_shift_arrays, save_directions
 from raylatent.discovery.records import FIELDS, Trial, TrialRecord
 from raylatent.discovery.step import Discovery, DiscoveryConfig
-from raylatent.models.directions import Directions, shift_fn
+from raylatent.models.directions import Directions, rebuild
 from toy_generators import BlobGenerator
 
 
@@ -24,42 +25,142 @@ def test_every_trained_method_exports_its_exact_shift(tmp_path, name):
     arrays = load_shift_arrays(tmp_path / "a.npz")
     assert arrays["A"].shape == (d, K)
     assert np.allclose(np.linalg.norm(arrays["A"], axis=0), 1.0, atol=1e-5)
-    k, eps = torch.tensor([0, K - 1, 1]), torch.tensor([-3.0, 2.0, 0.7])
+    z, k, eps = torch.randn(3, d), torch.tensor([0, K - 1, 1]), torch.tensor([-3.0, 2.0, 0.7])
     with torch.no_grad():
-        assert torch.allclose(shift_fn(arrays)(k, eps), A(k, eps), atol=1e-5)
+        assert torch.allclose(rebuild(arrays)(z, k, eps), A(z, k, eps), atol=1e-5)
 
 
-class FirstAxes(Directions):
-    """A toy method: the first K latent axes, fixed (only R learns)."""
+class Bent(Directions):
+    """A toy non-linear path (registered by the test): the shift at z leans towards tanh(z),
+    eps * unit(a_k + bend * tanh(z)), so a reader that ignores z gets other images."""
 
-    kind = "first-axes"
+    model = "test-bent"
 
-    def __init__(self, latent_dim: int, K: int, generator=None):
+    def __init__(self, latent_dim: int, K: int, generator=None, bend: float = 0.5):
         super().__init__(latent_dim, K)
-        self.register_buffer("A", torch.eye(latent_dim)[:, :K])
+        self.A = torch.nn.Parameter(torch.randn(latent_dim, K, generator=generator))
+        self.bend = bend
 
     def matrix(self):
-        return self.A
+        return self.A / self.A.norm(dim=0, keepdim=True)
+
+    def forward(self, z, k, eps):
+        v = self.matrix().T[k] + self.bend * torch.tanh(z)
+        return eps[:, None] * v / v.norm(dim=1, keepdim=True)
+
+    def arrays(self):
+        return {"A": self.matrix(), "raw": self.A, "bend": torch.tensor(self.bend), "model": self.model}
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        raw = torch.as_tensor(np.asarray(arrays["raw"]))
+        out = cls(raw.shape[0], raw.shape[1], bend=float(np.asarray(arrays["bend"])))
+        with torch.no_grad():
+            out.A.copy_(raw)
+        return out
+
+
+def _check_bend(settings: dict) -> None:
+    if not 0 <= settings["bend"] <= 10:
+        raise ValueError(f"bend {settings['bend']}: in 0..10")
 
 
 @pytest.fixture
-def first_axes():
-    M.register(M.Method("first-axes", "First latent axes (test)", "learned", directions=FirstAxes))
-    yield "first-axes"
-    del M.METHODS["first-axes"]
+def bent(monkeypatch):
+    """The method registered, and every call of its shift recorded (the latents it was asked at)."""
+    M.register(M.Method("test-bent", "Bent path (test)", "learned", directions=Bent,
+                        settings={"bend": 0.5}, check=_check_bend))
+    calls = []
+    forward = Bent.forward
+
+    def spy(self, z, k, eps):
+        calls.append(z.detach().clone())
+        return forward(self, z, k, eps)
+
+    monkeypatch.setattr(Bent, "forward", spy)
+    yield calls
+    del M.METHODS["test-bent"]
 
 
-def test_a_new_method_is_one_registration(first_axes):
-    with pytest.raises(ConfigError, match="deformator"):
-        DirectionsConfig(generators=("gan",), deformators=({"deformator": "no-such-method", "K": 4},))
-    d = DirectionsConfig(generators=("gan",), reconstructors=("lenet",), deformators=({"deformator": first_axes, "K": 4},),
-                         random_baseline=False)
-    assert [t.deformator for t in d.trials()] == [first_axes]
-    disc = Discovery(BlobGenerator(8, 16), DiscoveryConfig(K=4, deformator=first_axes, reconstructor="resnet",
-                                                          recon_width=0.25, batch=8))
-    before = disc.A.matrix().clone()
+def _asked_at_latents(calls: list) -> bool:
+    """The shift was asked at real, varying latents (not at zeros, not one latent for all)."""
+    return bool(calls) and all(c.abs().sum() > 0 and c.std(dim=0).max() > 0 for c in calls)
+
+
+def test_a_new_method_is_one_registration(tmp_path, bent):
+    """A method whose shift depends on z, registered in this test (one Directions subclass, one
+    register call, its grid entry), runs through the grid's validation, a discovery step, the
+    held-out evaluation, export and rebuild, labelling, a render and Run.render, each following
+    its path at the latents it shifts."""
+    from raylatent.api import load_run
+    from raylatent.data.dicom import model_to_hu
+    from raylatent.discovery.evaluate import evaluate
+    from raylatent.discovery.export import traversal
+    from raylatent.interpret.reading import label_directions
+    from raylatent.config import GeneratorsConfig
+    from raylatent.models import as_generator, make_generator_from
+    from raylatent.monitor import sweep_images
+
+    def grid(**entry):
+        return DirectionsConfig(generators=("gan",), reconstructors=("lenet",), random_baseline=False,
+                                deformators=({"deformator": "test-bent", "K": 4, **entry},))
+
+    for bad, why in (({"bend": "x"}, "bend"), ({"wobble": 1.0}, "no setting wobble"), ({"bend": -1.0}, "0..10")):
+        with pytest.raises(ConfigError, match=why):
+            grid(**bad)
+    with pytest.raises(ConfigError, match="no setting"):  # the paper's methods take no settings
+        DirectionsConfig(deformators=({"deformator": "proj", "K": 4, "bend": 1.0},))
+    with pytest.raises(ConfigError, match="twice"):
+        DirectionsConfig(deformators=({"deformator": "proj", "K": 4}, {"deformator": "proj", "K": 4}))
+    d = grid(bend=0.8)
+    (t,) = d.trials()
+    cfg = DiscoveryConfig.for_trial(d, t)
+    assert (t.deformator, cfg.settings, cfg.to_dict()["settings"]) == ("test-bent", {"bend": 0.8}, {"bend": 0.8})
+    torch.manual_seed(0)
+    gcfg = GeneratorsConfig(size=32, latent_dim=8, gan_width=4, epochs=1, keep_last=1)
+    model = make_generator_from("gan", gcfg)
+    G = as_generator(model).eval()
+    disc = Discovery(G, DiscoveryConfig(**{**cfg.to_dict(), "batch": 8, "recon_width": 0.5}))
+    assert isinstance(disc.A, Bent) and disc.A.bend == 0.8
+    before = disc.A.A.detach().clone()
     disc.step()
-    assert disc.step_count == 1 and torch.equal(disc.A.matrix(), before)  # fixed: nothing for A to learn
+    assert not torch.equal(disc.A.A, before) and _asked_at_latents(bent)  # A learned through its own path
+    bent.clear()
+    assert 0 <= evaluate(disc, n=16)["rca"] <= 1 and _asked_at_latents(bent)
+
+    path = save_directions(tmp_path / "t" / "trials" / "x" / "directions.npz", disc.A.arrays(), cfg.to_dict())
+    arrays = load_shift_arrays(path)
+    z, k, eps = torch.randn(5, 8), torch.tensor([0, 1, 2, 3, 1]), torch.tensor([-2.0, -0.5, 0.5, 1.0, 2.0])
+    with torch.no_grad():
+        exact = disc.A(z, k, eps)
+        torch.testing.assert_close(rebuild(arrays)(z, k, eps), exact)
+        assert float((rebuild({"A": arrays["A"]})(z, k, eps) - exact).norm()) > 0.1  # a linear reader would be wrong
+
+    bent.clear()
+    labels = label_directions(G, arrays)
+    assert len(labels["directions"]) == 4 and _asked_at_latents(bent)
+    bent.clear()
+    imgs = traversal(G, arrays, z[:2], [-1.5, 2.0], [3])
+    with torch.no_grad():
+        want = G(z[:2] + Bent.from_arrays(arrays)(z[:2], torch.tensor([3, 3]), torch.tensor([2.0, 2.0])))
+    torch.testing.assert_close(imgs[0, 1], want, rtol=1e-5, atol=1e-5)
+    assert len(sweep_images(G, arrays, z[:2], 2.0, 2)) == 2 and _asked_at_latents(bent)
+
+    # Run.render on a run holding this trial and its generator: the API follows the path too
+    gdir = tmp_path / "g" / "gan"
+    gdir.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "kind": "gan", "epoch": 0, "config": json.dumps(asdict(gcfg))}, gdir / "generator.pt")
+    (tmp_path / "t" / "results.json").write_text(json.dumps([{"trial": "x", "generator": "gan", "deformator": "test-bent",
+                                                              "K": 4, "directions": "trials/x/directions.npz"}]))
+    (tmp_path / "latest.json").write_text(json.dumps({"stages": {"generators": "g", "directions": "t"}}))
+    run = load_run(tmp_path)
+    bent.clear()
+    hu = run.render("x", direction=2, shifts=(1.5,), n_latents=2, window=None)
+    z0 = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))  # the API's latents (seed 0)
+    with torch.no_grad():
+        want = G(z0 + Bent.from_arrays(arrays)(z0, torch.tensor([2, 2]), torch.tensor([1.5, 1.5])))
+    np.testing.assert_allclose(hu[:, 0], model_to_hu(want[:, 0].numpy()), rtol=1e-4, atol=1e-2)
+    assert _asked_at_latents(bent)
 
 
 def test_a_method_gives_exactly_one_way_to_find_directions():

@@ -157,7 +157,7 @@ def _steps(A, n=20):
     opt = torch.optim.Adam(A.parameters(), lr=0.1)
     for _ in range(n):
         k = torch.randint(0, A.K, (16,))
-        loss = (A(k, torch.randn(16)) @ torch.randn(A.latent_dim)).pow(2).mean()
+        loss = (A(None, k, torch.randn(16)) @ torch.randn(A.latent_dim)).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -169,7 +169,7 @@ def test_unit_columns_stay_unit_and_shift_is_eps_times_column():
     M = A.matrix()
     torch.testing.assert_close(M.norm(dim=0), torch.ones(100))
     k, eps = torch.tensor([3, 99]), torch.tensor([2.5, -1.0])
-    torch.testing.assert_close(A(k, eps), torch.stack([2.5 * M[:, 3], -1.0 * M[:, 99]]))
+    torch.testing.assert_close(A(None, k, eps), torch.stack([2.5 * M[:, 3], -1.0 * M[:, 99]]))
 
 
 def test_ortho_stays_special_orthogonal():
@@ -185,7 +185,7 @@ def test_ortho_stays_special_orthogonal():
 def test_proj_rescales_to_eps_and_random_is_fixed():
     P = make_directions("proj", 8, 5)
     torch.nn.init.normal_(P.linear.bias)
-    out = P(torch.tensor([0, 4, 4]), torch.tensor([3.0, -0.5, 0.5]))
+    out = P(None, torch.tensor([0, 4, 4]), torch.tensor([3.0, -0.5, 0.5]))
     torch.testing.assert_close(out.norm(dim=1), torch.tensor([3.0, 0.5, 0.5]))
     assert not torch.allclose(out[1], -out[2])  # with a bias, -eps is not the opposite direction
     R = make_directions("random", 8, 5)
@@ -205,14 +205,14 @@ def test_proj_is_the_authors_projective_deformator():
     assert float(b.abs().max()) <= K ** -0.5 and abs(float(b.std()) - (K ** -0.5) / 3 ** 0.5) < 0.02
     k = torch.arange(K).repeat(7)
     eps = torch.tensor([-6.0, -2.5, -0.5, 0.5, 1.0, 3.0, 6.0]).repeat_interleave(K)
-    shift = A(k, eps)
+    shift = A(None, k, eps)
     torch.testing.assert_close(shift.norm(dim=1), eps.abs())  # every k and eps moves |eps|
     # with the bias, -eps is not the mirror of +eps (it would be for a plain column)
     with torch.no_grad():
-        up, down = A(k[:K], torch.full((K,), 1.0)), A(k[:K], torch.full((K,), -1.0))
+        up, down = A(None, k[:K], torch.full((K,), 1.0)), A(None, k[:K], torch.full((K,), -1.0))
     assert float((up + down).norm(dim=1).min()) > 0.1
     unit = make_directions("unit", d, K, seed=3)
-    torch.testing.assert_close(unit(k[:K], torch.full((K,), 1.0)), -unit(k[:K], torch.full((K,), -1.0)))
+    torch.testing.assert_close(unit(None, k[:K], torch.full((K,), 1.0)), -unit(None, k[:K], torch.full((K,), -1.0)))
 
 
 def test_ortho_is_the_authors_exponential_map():
@@ -224,4 +224,4 @@ def test_ortho_is_the_authors_exponential_map():
     torch.testing.assert_close(M.T @ M, torch.eye(32), atol=1e-5, rtol=0)
     assert float(torch.linalg.det(M)) == pytest.approx(1.0, abs=1e-4)
     eps = torch.linspace(-6, 6, 32)
-    torch.testing.assert_close(A(torch.arange(32), eps).norm(dim=1), eps.abs(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(A(None, torch.arange(32), eps).norm(dim=1), eps.abs(), atol=1e-5, rtol=1e-5)

@@ -277,6 +277,7 @@ def bench_phantom(args) -> dict:
     """Axes recovered on the phantom generator (its true directions known) at 1x, 4x, 16x... the
     smoke grid's discovery steps, with the smoke grid's discovery settings: is a miss the budget?"""
     from raylatent.discovery.evaluate import evaluate
+    from raylatent.discovery.records import Trial
     from raylatent.discovery.step import Discovery, DiscoveryConfig
     from raylatent.gridfile import load_grid
     from raylatent.interpret.truth import truth_scores
@@ -294,9 +295,7 @@ def bench_phantom(args) -> dict:
         defo, K, rec = spec.split(":")
         G = make_generator_from("phantom", g)
         M = G.true_directions().numpy()
-        cfg = DiscoveryConfig(K=int(K), deformator=defo, reconstructor=rec, recon_width=d.width_for(rec),
-                              batch=d.batch, gamma=d.gamma, lr=d.lr_for(rec), lr_directions=d.lr_directions or None,
-                              shift_scale=d.shift_scale, min_shift=d.min_shift, seed=0)
+        cfg = DiscoveryConfig.for_trial(d, Trial("phantom", rec, defo, int(K), 0))
         disc, t0, curve = Discovery(G, cfg), time.perf_counter(), []
         while disc.step_count < marks[-1]:
             disc.step()

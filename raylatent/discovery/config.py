@@ -1,7 +1,8 @@
-"""A grid's `directions:` section: the Ray Tune grid of discovery trials and their settings."""
+"""A grid's `directions:` section (the Ray Tune grid of discovery trials and their settings), and
+the one configuration a trial runs with (`DiscoveryConfig.for_trial`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from raylatent.errors import ConfigError, check_ranges as _check_ranges, is_number as _is_number
 from raylatent.models.config import _generator_kinds
@@ -48,13 +49,21 @@ class DirectionsConfig:
                 raise ConfigError(f"directions.{name}: {bad[0]!r} is not a mapping (e.g. "
                                   + ("{deformator: unit, K: 32})" if name == "deformators" else "{K: 100, steps: 500})"))
         self.deformators = tuple(dict(d) for d in self.deformators)
-        from raylatent.discovery.methods import names
+        from raylatent.discovery.methods import method_of, names
 
         learned = names("learned")
         for d in self.deformators:
-            if set(d) != {"deformator", "K"} or d["deformator"] not in learned:
+            if not {"deformator", "K"} <= set(d) or d["deformator"] not in learned:
                 raise ConfigError(f"directions.deformators: {d} (need deformator: {'|'.join(learned)} and K; "
                                   f"proj is the paper's unit length, unit our normalised columns)")
+            try:
+                method_of(d["deformator"]).check_settings({k: v for k, v in d.items() if k not in ("deformator", "K")})
+            except ValueError as e:
+                raise ConfigError(f"directions.deformators: {d}: {e}") from None
+        cells = [(d["deformator"], d["K"]) for d in self.deformators]
+        if len(set(cells)) < len(cells):
+            raise ConfigError(f"directions.deformators: {[d for d in self.deformators if cells.count((d['deformator'], d['K'])) > 1][0]} "
+                              f"is listed twice (one entry per deformator and K)")
         self.iterations = tuple(dict(r) for r in self.iterations)
         self.exclude = tuple(dict(r) for r in self.exclude)
         for r in self.exclude:
@@ -91,6 +100,13 @@ class DirectionsConfig:
                 if k not in ("lenet", "resnet") or not _is_number(v) or v <= 0:
                     raise ConfigError(f"directions.{name}: {k}: {v} (lenet|resnet: a positive number)")
 
+    def settings_for(self, deformator: str, K: int) -> dict:
+        """The method's own settings for a (deformator, K) cell: its defaults and the grid entry's."""
+        from raylatent.discovery.methods import method_of
+
+        entry = next((d for d in self.deformators if (d["deformator"], d["K"]) == (deformator, K)), {})
+        return method_of(deformator).check_settings({k: v for k, v in entry.items() if k not in ("deformator", "K")})
+
     def lr_for(self, reconstructor: str) -> float:
         return float(self.lr_by_reconstructor.get(reconstructor, self.lr))
 
@@ -122,5 +138,39 @@ class DirectionsConfig:
         cell = {"generator": generator, "reconstructor": reconstructor, "deformator": deformator, "K": K}
         return any(all(cell[k] == v for k, v in r.items()) for r in self.exclude)
 
+
+
+@dataclass
+class DiscoveryConfig:
+    """What one discovery run (a Tune trial, a search replicate, a dry run's probe) trains with."""
+
+    K: int = 32
+    deformator: str = "proj"       # a trained method of discovery/methods.py: proj (the paper's unit length) | unit | ortho | random
+    reconstructor: str = "lenet"   # lenet | resnet
+    recon_width: float = 1.0       # reconstructor channel width factor (1 = the paper's)
+    batch: int = 128
+    gamma: float = 0.25
+    lr: float = 1e-4
+    lr_directions: float | None = None  # A's learning rate; None = lr (the paper's setting)
+    shift_scale: float = 6.0
+    min_shift: float = 0.5
+    seed: int = 0
+    settings: dict = field(default_factory=dict)  # the method's own (its grid entry's), e.g. a path's width
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        if not out["settings"]:
+            del out["settings"]  # the paper's methods have none: their exports read as before
+        return out
+
+    @classmethod
+    def for_trial(cls, d: DirectionsConfig, t, batch: int | None = None) -> "DiscoveryConfig":
+        """A trial's configuration (`t`: a discovery.records.Trial) under the grid's directions
+        section `d`; `batch` overrides the grid's (a dry run's capped probe)."""
+        return cls(K=t.K, deformator=t.deformator, reconstructor=t.reconstructor,
+                   recon_width=d.width_for(t.reconstructor), batch=batch or d.batch, gamma=d.gamma,
+                   lr=d.lr_for(t.reconstructor), lr_directions=d.lr_directions or None,
+                   shift_scale=d.shift_scale, min_shift=d.min_shift, seed=t.seed,
+                   settings=d.settings_for(t.deformator, t.K))
 
 # seed-to-seed spread at smoke scale: the median over the 12 learned cells of the range of held-out

@@ -31,7 +31,7 @@ def evaluate(disc: Discovery, n: int = 1024, batch: int | None = None, seed: int
             b -= 1
         z = torch.randn(b, disc.d, generator=gen, device=disc.device)
         k, eps = sample_shifts(b, disc.cfg.K, disc.cfg, gen, disc.device)
-        x0, x1 = disc.G(z), disc.G(z + disc.A(k, eps))
+        x0, x1 = disc.G(z), disc.G(z + disc.A(z, k, eps))
         logits, eps_hat = disc.R(x0, x1)
         correct += int((logits.argmax(1) == k).sum())
         abs_err += float((eps - eps_hat).abs().sum())

@@ -15,15 +15,16 @@ one of four roles:
   and `supervised` (a linear model of each attribute on z).
 
 Every method exports through `Directions.arrays()` / `save_directions`: a d x K matrix of unit
-columns `A` that plain numpy reads, plus what its exact shift needs (`render` says how the
-report follows it: `linear` = eps * a_k, `path` = the model's own shift from its exported arrays,
-e.g. the authors' proj with its bias). A new method (a non-linear path, say) is a `directions`
-factory whose `arrays()` carry what its `shift_fn` needs, and one `register(...)` call.
+columns `A` that plain numpy reads, plus what its exact shift needs, which `rebuild` turns back
+into the set (models/directions.py), so every reader follows the path the trial learned. A new
+method (a non-linear path whose shift depends on z, say) is a `Directions` subclass (its
+`forward(z, k, eps)`, `arrays` and `from_arrays`) and one `register(...)` call; its own settings
+(`settings`: name -> default, `check`) are set in the grid's deformator entry and validated here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
@@ -38,6 +39,28 @@ class Method:
     directions: Callable | None = None   # (latent_dim, K, torch.Generator) -> Directions (trials)
     fit: Callable | None = None          # (G, K, kind, zreg) -> d x K matrix, or (matrix, factor names) (control)
     needs_K_equal_d: bool = False        # the grid must set K = latent_dim
+    settings: dict[str, Any] = field(default_factory=dict)  # its own grid-entry settings and their defaults
+    check: Callable[[dict], None] | None = None  # raises ValueError on settings it cannot run with
+
+    def check_settings(self, given: dict) -> dict:
+        """The method's settings: its defaults updated with `given` (a grid entry's), each of its
+        default's type, then its own `check`; ValueError names what is wrong."""
+        unknown = sorted(set(given) - set(self.settings))
+        if unknown:
+            raise ValueError(f"{self.name} has no setting {', '.join(unknown)} "
+                             f"({'its settings: ' + ', '.join(sorted(self.settings)) if self.settings else 'it takes none'})")
+        out = {**self.settings, **given}
+        for k, v in given.items():
+            want = type(self.settings[k])
+            ok = isinstance(v, bool) if want is bool else (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and (want is float or isinstance(v, want)))
+            if not ok and want in (int, float, bool):
+                raise ValueError(f"{self.name}: {k} {v!r} (a {want.__name__}, e.g. {self.settings[k]!r})")
+            if want is float:
+                out[k] = float(v)
+        if self.check:
+            self.check(out)
+        return out
 
     @property
     def trained(self) -> bool:
@@ -111,9 +134,10 @@ register(Method("supervised", "Supervised, a linear model per attribute (positiv
                 fit=_supervised))
 
 
-def make_directions(name: str, latent_dim: int, K: int, seed: int = 0) -> D.Directions:
-    """A trained method's direction model, initialised from `seed`."""
+def make_directions(name: str, latent_dim: int, K: int, seed: int = 0, settings: dict | None = None) -> D.Directions:
+    """A trained method's direction set, initialised from `seed`, with its own `settings` (the
+    grid entry's; defaults where not given)."""
     m = method_of(name)
     if m.directions is None:
         raise ValueError(f"discovery method {name!r} is closed-form: it has no trainable directions")
-    return m.directions(latent_dim, K, torch.Generator().manual_seed(seed))
+    return m.directions(latent_dim, K, torch.Generator().manual_seed(seed), **m.check_settings(settings or {}))

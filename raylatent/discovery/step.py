@@ -3,37 +3,19 @@
 z ~ N(0, I); k ~ U{0..K-1}; eps ~ U[-s, s] with |eps| pushed up to at least min_shift;
 loss = CE(k, k_hat) + gamma * |eps - eps_hat|; the reported Ls is that second term, gamma
 included, as the authors logged it. G is frozen (eval mode, no parameter grads); G(z)
-needs no autograd at all, G(z + shift) needs it only to reach A.
+needs no autograd at all, G(z + shift) needs it only to reach A. The shift is the direction set's
+own, `A(z, k, eps)`, so a set whose path depends on z trains here unchanged.
 """
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raylatent.discovery.config import DiscoveryConfig
 from raylatent.discovery.methods import make_directions
 from raylatent.models.directions import Directions
 from raylatent.models.reconstructors import make_reconstructor
-
-
-@dataclass
-class DiscoveryConfig:
-    K: int = 32
-    deformator: str = "proj"       # a trained method of discovery/methods.py: proj (the paper's unit length) | unit | ortho | random
-    reconstructor: str = "lenet"   # lenet | resnet
-    recon_width: float = 1.0       # reconstructor channel width factor (1 = the paper's)
-    batch: int = 128
-    gamma: float = 0.25
-    lr: float = 1e-4
-    lr_directions: float | None = None  # A's learning rate; None = lr (the paper's setting)
-    shift_scale: float = 6.0
-    min_shift: float = 0.5
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def sample_shifts(n: int, K: int, cfg: DiscoveryConfig, gen: torch.Generator,
@@ -56,7 +38,7 @@ def discovery_loss(G: nn.Module, A: Directions, R: nn.Module, z: torch.Tensor, k
                    eps: torch.Tensor, gamma: float):
     with torch.no_grad():
         x0 = G(z)
-    x1 = G(z + A(k, eps))
+    x1 = G(z + A(z, k, eps))
     logits, eps_hat = R(x0, x1)
     ce = F.cross_entropy(logits, k)
     ls = (eps - eps_hat).abs().mean()
@@ -75,7 +57,7 @@ class Discovery:
         self.G = freeze(G.to(self.device)).to(memory_format=torch.channels_last)
         self.d = G.latent_dim
         torch.manual_seed(cfg.seed)  # R's initialisation
-        self.A = make_directions(cfg.deformator, self.d, cfg.K, seed=cfg.seed).to(self.device)
+        self.A = make_directions(cfg.deformator, self.d, cfg.K, seed=cfg.seed, settings=cfg.settings).to(self.device)
         self.R = make_reconstructor(cfg.reconstructor, cfg.K, cfg.recon_width).to(
             self.device, memory_format=torch.channels_last)
         self.opt_R = torch.optim.Adam(self.R.parameters(), lr=cfg.lr)
@@ -117,6 +99,9 @@ class Discovery:
             self.opt_A.load_state_dict(s["opt_A"])
         self.step_count = int(s["step"])
         self.gen.set_state(s["rng"])
+
+
+__all__ = ["Discovery", "DiscoveryConfig", "discovery_loss", "freeze", "reference_step", "sample_shifts"]
 
 
 def reference_step(G: nn.Module, A: Directions, R: nn.Module, opt: torch.optim.Optimizer,

@@ -117,11 +117,11 @@ def score_directions(G, A, n_latents: int = 8, shift: float = SHIFT, n_eps: int 
 
 
 def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions, couplings) -> list[dict]:
-    from raylatent.models.directions import as_arrays, shift_fn
+    from raylatent.models.directions import rebuild
 
     G.eval()
-    fn = shift_fn(A)  # a matrix, or an export's arrays: the model's exact shift
-    d, K = np.asarray(as_arrays(A)["A"]).shape
+    fn = rebuild(A)  # a matrix, or an export's arrays: the model's exact shift
+    d, K = fn.latent_dim, fn.K
     z = sweep_latents(n_latents, d, seed)
     eps = torch.linspace(-shift, shift, n_eps)
     base = attributes_of(G(z), zreg)
@@ -129,7 +129,8 @@ def _score(G, A, n_latents, shift, n_eps, zreg, seed, directions, couplings) -> 
     spread = {k: max(float(np.nan_to_num(np.nanstd(v))), MIN_SPREAD[k]) for k, v in pop.items()}
     results = []
     for k in (range(K) if directions is None else directions):
-        zz = (z[None] + fn(torch.full((n_eps,), int(k)), eps)[:, None]).reshape(-1, d)
+        at = z[None].expand(n_eps, n_latents, d).reshape(-1, d)  # eps-major, as the attributes are read
+        zz = at + fn(at, torch.full((at.shape[0],), int(k)), eps.repeat_interleave(n_latents))
         att = attributes_of(G(zz), zreg)
         row = {"direction": int(k), "rho": {}, "effect": {}}
         rel = {}  # relative change of width and height from one sweep end to the other

@@ -1,4 +1,11 @@
-"""Direction models A in R^{d x K}: map (direction index k, shift eps) to a latent shift.
+"""Direction sets: K latent directions and the shift each one makes at a latent z.
+
+A direction set is a module `shift(z, k, eps) -> B x d` (its forward): the latent shift of size eps
+along direction k at latents z. The paper's sets are linear (the shift ignores z); a non-linear
+path (WarpedGANSpace, say) uses z. Every set also shows a reader d x K unit columns (`matrix()`,
+exported as `A`, what plain numpy and the ground-truth scores read) and exports itself as arrays
+(`arrays()`: `A`, its own arrays, and its model name) that `rebuild(arrays)` turns back into the
+same shifts, so the labels, the report's sweeps and the API follow the path the trial learned.
 
 - proj:   the paper's "Unit Length" (and "100 Directions") columns, as the authors' code built them
           (Voynov & Babenko's `DeformatorType.PROJECTIVE`, chosen in their `TrainDirections.py`):
@@ -11,22 +18,35 @@
 - ortho:  K = d, A = exp(S - S^T), S ~ N(0, 1) (the authors' `log_mat_half` with random_init, the
           setting their script uses): special orthogonal by construction.
 - random: fixed random unit columns (orthonormal when K <= d): the baseline of Figs 9-10.
+- fixed:  a given matrix (closed-form methods, controls, rebuilt linear exports).
 
-Every model exports `arrays()`: the d x K unit columns a reader sees (`A`) plus whatever else its
-shift needs (proj: the raw weight `W` and bias `b`); `shift_fn(arrays)` rebuilds the exact shift
-from those arrays, so the report's sweeps and the labels follow the path the trial learned.
+A subclass names itself with `model = "..."` and is then known to `rebuild` (no other
+registration); a linear one needs only `matrix()`, one with its own path overrides `forward`,
+`arrays` and `from_arrays`.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 
+MODEL = "model"  # the arrays' entry naming the set's model (a string), for `rebuild`
+MODELS: dict[str, type["Directions"]] = {}
+
+
 class Directions(nn.Module):
-    kind = "base"
+    """K directions in a d-dimensional latent space; linear (eps * a_k) unless a subclass
+    overrides `forward`."""
+
+    model: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.model:
+            MODELS[cls.model] = cls
 
     def __init__(self, latent_dim: int, K: int):
         super().__init__()
@@ -36,17 +56,27 @@ class Directions(nn.Module):
         """d x K unit columns: the directions as a reader sees them."""
         raise NotImplementedError
 
-    def forward(self, k: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Shifts (B x d) for direction indices k (B,) and magnitudes eps (B,)."""
+    def forward(self, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Shifts (B x d) at latents z (B x d) for direction indices k (B,) and magnitudes eps (B,)."""
         return eps[:, None] * self.matrix().T[k]
 
-    def arrays(self) -> dict[str, torch.Tensor]:
-        """What an export needs to rebuild this model's shifts (see `shift_fn`)."""
+    def arrays(self) -> dict[str, Any]:
+        """Everything `rebuild` needs for the same shifts: `A` (d x K), the model's own arrays and
+        its name (a linear set exports its matrix only and comes back as `fixed`)."""
         return {"A": self.matrix()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, Any]) -> "Directions":
+        """The set rebuilt from its `arrays()` (tensors or numpy)."""
+        return FixedDirections(_tensor(arrays["A"]), normalize=False)
+
+
+def _tensor(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x), dtype=torch.float32)
 
 
 class UnitDirections(Directions):
-    kind = "unit"
+    model = "unit"
 
     def __init__(self, latent_dim: int, K: int, generator: torch.Generator | None = None):
         super().__init__(latent_dim, K)
@@ -63,7 +93,7 @@ def proj_shift(W: torch.Tensor, b: torch.Tensor, k: torch.Tensor, eps: torch.Ten
 
 
 class ProjDirections(Directions):
-    kind = "proj"
+    model = "proj"
 
     def __init__(self, latent_dim: int, K: int, generator: torch.Generator | None = None):
         super().__init__(latent_dim, K)
@@ -73,7 +103,7 @@ class ProjDirections(Directions):
             self.linear.weight.copy_(0.1 * torch.randn(latent_dim, K, generator=generator))
             self.linear.bias.copy_((torch.rand(latent_dim, generator=generator) * 2 - 1) * bound)
 
-    def forward(self, k, eps):
+    def forward(self, z, k, eps):
         return proj_shift(self.linear.weight, self.linear.bias, k, eps)
 
     def matrix(self):
@@ -82,12 +112,21 @@ class ProjDirections(Directions):
         W = self.linear.weight
         return W / W.norm(dim=0, keepdim=True)
 
-    def arrays(self) -> dict[str, torch.Tensor]:
-        return {"A": self.matrix(), "W": self.linear.weight, "b": self.linear.bias}
+    def arrays(self) -> dict[str, Any]:
+        return {"A": self.matrix(), "W": self.linear.weight, "b": self.linear.bias, MODEL: self.model}
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        W, b = _tensor(arrays["W"]), _tensor(arrays["b"])
+        out = cls(W.shape[0], W.shape[1])
+        with torch.no_grad():
+            out.linear.weight.copy_(W)
+            out.linear.bias.copy_(b)
+        return out
 
 
 class OrthoDirections(Directions):
-    kind = "ortho"
+    model = "ortho"
 
     def __init__(self, latent_dim: int, K: int, generator: torch.Generator | None = None):
         if K != latent_dim:
@@ -100,7 +139,7 @@ class OrthoDirections(Directions):
 
 
 class RandomDirections(Directions):
-    kind = "random"
+    model = "random"
 
     def __init__(self, latent_dim: int, K: int, generator: torch.Generator | None = None,
                  ortho: bool = False):
@@ -117,37 +156,34 @@ class RandomDirections(Directions):
 class FixedDirections(Directions):
     """Directions given as a matrix (closed-form baselines, loaded exports)."""
 
-    kind = "fixed"
+    model = "fixed"
 
-    def __init__(self, A: torch.Tensor):
+    def __init__(self, A: torch.Tensor, normalize: bool = True):
+        """normalize=False keeps A as given (an export's columns, already unit: rebuilt exactly)."""
         super().__init__(A.shape[0], A.shape[1])
-        self.register_buffer("A", A / A.norm(dim=0, keepdim=True))
+        self.register_buffer("A", A / A.norm(dim=0, keepdim=True) if normalize else A)
 
     def matrix(self):
         return self.A
 
 
 def as_arrays(A) -> dict:
-    """A direction set as its arrays: an export's dict (A, and W and b for proj) or a plain d x K
-    matrix, which is `{"A": matrix}`."""
+    """A direction set as its arrays: a set's `arrays()`, an export's dict, or a plain d x K matrix
+    (which is `{"A": matrix}`)."""
+    if isinstance(A, Directions):
+        return A.arrays()
     return A if isinstance(A, dict) else {"A": A}
 
 
-def shift_fn(arrays) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """(k, eps) -> B x d latent shifts from exported arrays (or a plain matrix): the proj path
-    when a bias was exported, eps * a_k otherwise."""
-    arrays = as_arrays(arrays)
-    A = torch.as_tensor(np.asarray(arrays["A"]), dtype=torch.float32)
-    if "b" in arrays:
-        W = torch.as_tensor(np.asarray(arrays["W"]), dtype=torch.float32)
-        b = torch.as_tensor(np.asarray(arrays["b"]), dtype=torch.float32)
-
-        def proj(k, eps):
-            return proj_shift(W.to(eps.device), b.to(eps.device), k, eps)
-
-        return proj
-
-    def linear(k, eps):
-        return eps[:, None] * A.to(eps.device).T[k]
-
-    return linear
+def rebuild(A) -> Directions:
+    """The direction set whose shifts an export (or a set's arrays, or a plain matrix) describes:
+    the model it names; an export without a name (written before sets named themselves) is the
+    authors' proj when it carries a bias, linear otherwise."""
+    if isinstance(A, Directions):
+        return A
+    arrays = as_arrays(A)
+    name = str(np.asarray(arrays.get(MODEL, "proj" if "b" in arrays else "fixed")))
+    if name not in MODELS:
+        raise ValueError(f"direction model {name!r}: not one of {', '.join(sorted(MODELS))} "
+                         f"(the export was written by a method this installation does not have)")
+    return MODELS[name].from_arrays(arrays)

@@ -68,11 +68,7 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
         t = Trial.from_dict(td)
         G = own[t.generator][0] if t.generator in own else \
             _generator_from_state(t.generator, weights[t.generator], settings["generators"])
-        cfg = DiscoveryConfig(K=t.K, deformator=t.deformator, reconstructor=t.reconstructor,
-                              recon_width=d.width_for(t.reconstructor), batch=d.batch, gamma=d.gamma,
-                              lr=d.lr_for(t.reconstructor), lr_directions=d.lr_directions or None,
-                              shift_scale=d.shift_scale, min_shift=d.min_shift, seed=t.seed)
-        disc = Discovery(G, cfg, device="cuda" if cuda else "cpu", amp=cuda)
+        disc = Discovery(G, DiscoveryConfig.for_trial(d, t), device="cuda" if cuda else "cpu", amp=cuda)
         sub = folder / t.name
         load_checkpoint(disc, sub)  # resume from our own weights-only checkpoint, never Tune's pickles
         reps.append((t, disc, sub, truth_of(t.generator, G)))

@@ -62,10 +62,7 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
     device = "cuda" if cuda else "cpu"
     if not cuda:
         torch.set_num_threads(max(1, int(d.cpus_per_trial)))
-    cfg = DiscoveryConfig(K=t.K, deformator=t.deformator, reconstructor=t.reconstructor,
-                          recon_width=d.width_for(t.reconstructor), batch=d.batch, gamma=d.gamma,
-                          lr=d.lr_for(t.reconstructor), lr_directions=d.lr_directions or None,
-                          shift_scale=d.shift_scale, min_shift=d.min_shift, seed=t.seed)
+    cfg = DiscoveryConfig.for_trial(d, t)
     disc = Discovery(G, cfg, device=device, amp=cuda)
     folder = folder_of(Path(settings["out"]), t)
     folder.mkdir(parents=True, exist_ok=True)
