@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from raylatent.config import ConfigError
-from raylatent.discovery.records import CURVE, DIRECTIONS, RECORD, RESULTS, Trial, read_json, write_json
+from raylatent.discovery.records import CURVE, RECORD, RESULTS, Trial, read_json, write_json
 from raylatent.search.space import (DEFAULT_NAME, REPORTED, TRUTH_METRICS, cells, max_evaluations,
                                     trial_name)
 
@@ -44,54 +44,39 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
     from ray import tune
 
     from raylatent.discovery.evaluate import evaluate
-    from raylatent.discovery.export import save_directions
-    from raylatent.discovery.runner import load_checkpoint, save_checkpoint, slim_checkpoint
     from raylatent.discovery.step import Discovery, DiscoveryConfig
     from raylatent.interpret.reading import truth_of
     from raylatent.interpret.truth import truth_scores
-    from raylatent.tune.stage import _generator_from_state
+    from raylatent.tune.trials import TrialFolder, generator_from_store, trial_device
 
     params = dict(config["trial"]["params"]) if "trial" in config else dict(config)
     name = tune.get_context().get_trial_name()
     dir_params, gen_params = settings["search"].split(params)
     d = dataclasses.replace(settings["directions"], **dir_params)  # validates the sample like a grid value
-    cuda = torch.cuda.is_available() and d.gpus_per_trial > 0
-    if not cuda:
-        torch.set_num_threads(max(1, int(d.cpus_per_trial)))
-    folder = Path(settings["out"]) / "trials" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / PARAMS, {"trial": name, "params": params})
-    own = own_generators(settings, gen_params, folder, "cuda" if cuda else "cpu", data) \
-        if settings["search"].trains_generators else {}
+    device = trial_device(d)
+    folder = TrialFolder(Path(settings["out"]) / "trials" / name)
+    write_json(folder.path / PARAMS, {"trial": name, "params": params})
+    own = own_generators(settings, gen_params, folder.path, device, data) if settings["search"].trains_generators else {}
     reps = []
     for td in settings["cells"]:
         t = Trial.from_dict(td)
         G = own[t.generator][0] if t.generator in own else \
-            _generator_from_state(t.generator, weights[t.generator], settings["generators"])
-        disc = Discovery(G, DiscoveryConfig.for_trial(d, t), device="cuda" if cuda else "cpu", amp=cuda)
-        sub = folder / t.name
-        load_checkpoint(disc, sub)  # resume from our own weights-only checkpoint, never Tune's pickles
-        reps.append((t, disc, sub, truth_of(t.generator, G)))
-    truth = all(r[3] is not None for r in reps)
+            generator_from_store(t.generator, weights[t.generator], settings["generators"])
+        disc = Discovery(G, DiscoveryConfig.for_trial(d, t), device=device, amp=device == "cuda")
+        folder.resume(disc, t.name)
+        reps.append((t, disc, truth_of(t.generator, G)))
+    truth = all(r[2] is not None for r in reps)
     last = max(t.steps for t, *_ in reps)
     every = min(d.eval_every, last)
     targets = sorted({*range(every, last + 1, every), last})
-    done = min(disc.step_count for _, disc, *_ in reps)
-    curve = [c for c in read_json(folder / CURVE, []) if c["step"] <= done]
+    curve = folder.curve(min(disc.step_count for _, disc, _ in reps))
     t0 = time.time() - (curve[-1]["wall_s"] if curve else 0.0)
 
-    def arrays(disc) -> dict:
-        return {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
-
     def finish(metrics: dict) -> None:
-        """The record last: its presence means the trial finished (then the replicates'
-        checkpoints drop their optimiser states: a trial with a record never resumes)."""
-        write_json(folder / RECORD, {"trial": name, "params": params, **metrics, "steps": last,
-                                     "evaluations": len(curve), "stopped_early": False,
-                                     "replicates": [t.name for t, *_ in reps],
-                                     **({"generators": {k: v[1] for k, v in own.items()}} if own else {})})
-        for _, _, sub, _ in reps:
-            slim_checkpoint(sub)
+        folder.finish({"trial": name, "params": params, **metrics, "steps": last, "evaluations": len(curve),
+                       "stopped_early": False, "replicates": [t.name for t, *_ in reps],
+                       **({"generators": {k: v[1] for k, v in own.items()}} if own else {})},
+                      subs=[t.name for t, *_ in reps])
 
     remaining = [s for s in targets if s > (curve[-1]["step"] if curve else 0)]
     if not remaining and curve:  # killed after its last evaluation, before its record
@@ -101,24 +86,22 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
         return
     for target in remaining:
         per = []
-        for t, disc, sub, tr in reps:
+        for t, disc, tr in reps:
             while disc.step_count < min(target, t.steps):
                 disc.step()
             m = evaluate(disc, n=d.eval_n)
+            arrays = folder.save(disc, t.to_dict(), sub=t.name)
             if tr is not None:
                 M, factors = tr
-                A = arrays(disc)["A"].numpy()
-                ts = truth_scores(A, torch.as_tensor(M).detach().cpu().numpy(), tuple(factors))
+                ts = truth_scores(arrays["A"].numpy(), torch.as_tensor(M).detach().cpu().numpy(), tuple(factors))
                 m["matched_cos"] = float(np.mean(list(ts["matched_cos"].values())))
                 m["axes_recovered"] = float(ts["axes_recovered"])
-            save_directions(sub / DIRECTIONS, arrays(disc), {**disc.cfg.to_dict(), **t.to_dict()})
-            save_checkpoint(disc, sub)
             per.append(m)
         keys = REPORTED + (TRUTH_METRICS if truth else ())
         metrics = {"step": target, **{k: float(np.mean([m[k] for m in per])) for k in keys},
                    "wall_s": round(time.time() - t0, 2)}
         curve.append({**metrics, "replicates": {t.name: {k: m[k] for k in keys} for (t, *_), m in zip(reps, per)}})
-        write_json(folder / CURVE, curve)  # before the report: a kill in between re-evaluates, never skips
+        folder.write_curve(curve)  # after the checkpoints: a kill in between evaluates this target again
         if target == last:
             finish(metrics)
         tune.report(metrics)
@@ -201,14 +184,10 @@ def _stopped_record(folder: Path) -> dict | None:
 
 
 def _write_stopped(folder: Path, rec: dict) -> None:
-    """A stopped trial's record, then its replicates' checkpoints without optimiser states (it
-    is never resumed once it has a record)."""
-    from raylatent.discovery.runner import slim_checkpoint
+    """A stopped trial's record, then its replicates' checkpoints without optimiser states."""
+    from raylatent.tune.trials import TrialFolder
 
-    write_json(folder / RECORD, rec)
-    for sub in folder.iterdir():
-        if sub.is_dir():
-            slim_checkpoint(sub)
+    TrialFolder(folder).finish(rec, subs=[sub.name for sub in folder.iterdir() if sub.is_dir()])
 
 
 def _callback(out: Path):
@@ -279,7 +258,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     cleared first."""
     from ray import tune
 
-    from raylatent.tune.stage import _weights
+    from raylatent.tune.trials import generator_weights
 
     s, d = grid.search, grid.directions
     out = Path(out).resolve()
@@ -300,7 +279,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     total = s.n_trials() + 1
     if done:
         log(f"search: resuming at {out}: {len(done)} of {total} trials finished (kept, not rerun)")
-    weights, gcfg, digests = _weights(Path(generators_dir), fixed_kinds(grid), digests)
+    weights, gcfg, digests = generator_weights(Path(generators_dir), fixed_kinds(grid), digests)
     reps = cells(grid)
     settings = {"directions": d, "generators": gcfg, "out": str(out), "cells": [t.to_dict() for t in reps],
                 "search": s, "generators_base": dataclasses.asdict(grid.generators)}

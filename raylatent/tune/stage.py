@@ -25,12 +25,12 @@ import torch
 from raylatent.discovery.config import DirectionsConfig
 from raylatent.monitor import MonitorConfig
 from raylatent.discovery.evaluate import evaluate
-from raylatent.discovery.export import save_directions
-from raylatent.discovery.records import (CURVE, DIRECTIONS, LABELS, NO_RECONSTRUCTOR, RECORD, RESULTS, Trial,
-                                         TrialRecord, finished, folder_of, read_json, record_of, write_json)
-from raylatent.discovery.runner import load_checkpoint, run, save_checkpoint, slim_checkpoint
+from raylatent.discovery.records import (LABELS, NO_RECONSTRUCTOR, RESULTS, Trial, TrialRecord, finished, folder_of,
+                                         read_json, record_of, write_json)
+from raylatent.discovery.runner import run
 from raylatent.discovery.step import Discovery, DiscoveryConfig
 from raylatent.interpret.reading import label_directions, truth_of
+from raylatent.tune.trials import TrialFolder, directions_of, generator_from_store, generator_weights, trial_device
 
 EXPERIMENT = "tune"
 TENSORBOARD = "tensorboard"  # the trials' own event files (curves, direction sweeps), one folder each
@@ -42,61 +42,39 @@ COVERAGE_SLICES = 8192  # slices per split the coverage check reads (a stable ps
 __all__ = ["RESULTS", "run_directions", "directions_trainable", "z_regressor"]
 
 
-def _generator_from_state(kind: str, state: dict, gcfg: dict) -> torch.nn.Module:
-    from raylatent.models import as_generator
-    from raylatent.models.export import build_generator
-
-    return as_generator(build_generator(kind, gcfg, {k: torch.from_numpy(np.array(v)) for k, v in state.items()}))
-
-
 def directions_trainable(config: dict, weights: dict | None = None, zreg=None, settings: dict | None = None) -> None:
     """One trial: discovery for its steps, reporting to Tune. The shared settings (directions and
     generators configuration, generator digests) come through `with_parameters`, so Tune's console
     shows each trial's own configuration only."""
+    import ray
     from ray import tune
 
     t = Trial.from_dict(config["trial"])
     d: DirectionsConfig = settings["directions"]
-    G = _generator_from_state(t.generator, weights[t.generator], settings["generators"])
-    cuda = torch.cuda.is_available() and d.gpus_per_trial > 0
-    device = "cuda" if cuda else "cpu"
-    if not cuda:
-        torch.set_num_threads(max(1, int(d.cpus_per_trial)))
-    cfg = DiscoveryConfig.for_trial(d, t)
-    disc = Discovery(G, cfg, device=device, amp=cuda)
-    folder = folder_of(Path(settings["out"]), t)
-    folder.mkdir(parents=True, exist_ok=True)
-    # resume (a retry after a failure, or --resume after a kill) from our own files only: a
-    # weights-only checkpoint and JSON, never Tune's pickles
-    resumed = load_checkpoint(disc, folder)
-    curve = [c for c in read_json(folder / CURVE, []) if c["step"] <= disc.step_count] if resumed else []
+    G = generator_from_store(t.generator, weights[t.generator], settings["generators"])
+    device = trial_device(d)
+    disc = Discovery(G, DiscoveryConfig.for_trial(d, t), device=device, amp=device == "cuda")
+    folder = TrialFolder(folder_of(Path(settings["out"]), t))
+    # resume (a retry after a failure, or --resume after a kill) from the trial's own files only
+    resumed = folder.resume(disc)
+    curve = folder.curve(disc.step_count) if resumed else []
     t0 = time.time()
-    import ray
-
     node_id = ray.get_runtime_context().get_node_id()
-    provenance = {"generator": t.generator, "generator_digest": settings["digests"][t.generator]}
-
-    def arrays() -> dict:
-        return {k: v.detach().cpu() for k, v in disc.A.arrays().items()}
+    provenance = {**t.to_dict(), "generator_digest": settings["digests"][t.generator]}
 
     def finish(metrics: dict) -> dict:
-        """Say what each direction does, then write the record (last: it marks the trial done)
-        and drop the optimiser states from the checkpoint: a trial with a record never resumes."""
-        write_json(folder / LABELS, label_directions(G, arrays(), zreg, truth_of(t.generator, G),
-                                                     couplings=settings.get("couplings")))
+        """Say what each direction does, then the record."""
+        write_json(folder.path / LABELS, label_directions(G, directions_of(disc), zreg, truth_of(t.generator, G),
+                                                          couplings=settings.get("couplings")))
         metrics = {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id}
-        write_json(folder / RECORD, metrics)
-        slim_checkpoint(folder)
+        folder.finish(metrics)
         return metrics
 
     board = _Board(settings.get("monitor"), settings.get("tensorboard"), t, G, d.shift_scale)
 
     def report(metrics: dict, _checkpointed: bool) -> None:
-        now = arrays()
-        save_directions(folder / DIRECTIONS, now, {**cfg.to_dict(), **t.to_dict(), **provenance})
         curve.append({k: metrics[k] for k in CURVE_KEYS})
-        write_json(folder / CURVE, curve)  # before the checkpoint: a kill in between re-evaluates, never skips
-        save_checkpoint(disc, folder)
+        now = folder.save(disc, provenance, curve=curve)
         board.log(metrics, now)
         final = metrics["step"] >= t.steps
         tune.report(finish(metrics) if final else {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id})
@@ -147,22 +125,6 @@ class _Board:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def _weights(generators_dir: Path, kinds, digests: dict | None = None) -> tuple[dict, dict, dict]:
-    """Every generator's weights (numpy, for the object store), its configuration and its digest
-    (hashed here only when the caller has not already: a paper-scale checkpoint is a long read)."""
-    from raylatent.models.export import WEIGHTS, read_generator
-    from raylatent.stages import file_digest
-
-    weights, gcfg, digests = {}, None, dict(digests or {})
-    for kind in kinds:
-        state = read_generator(generators_dir, kind)
-        weights[kind] = {k: v.numpy() for k, v in state["model"].items()}
-        gcfg = json.loads(state["config"])
-        if kind not in digests:
-            digests[kind] = file_digest(generators_dir / kind / WEIGHTS)
-    return weights, gcfg, digests
 
 
 def z_regressor(shards: str | None):
@@ -217,7 +179,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
                 (out / stale).unlink()
         done = []
     todo = [t for t in trials if t not in done]
-    weights, gcfg, digests = _weights(Path(generators_dir), d.generators, digests)
+    weights, gcfg, digests = generator_weights(Path(generators_dir), d.generators, digests)
     zreg = z_regressor(shards)
     out.mkdir(parents=True, exist_ok=True)
     couplings = measured_couplings(out, int(gcfg["size"]), int(gcfg["latent_dim"]), zreg, log)
@@ -344,7 +306,7 @@ def generator_scores(kind: str, state: dict, gcfg: dict, digest: str, zreg, pool
     from raylatent.interpret.labels import FACTORS, LABELLER_VERSION
 
     torch.set_num_threads(1)
-    G = _generator_from_state(kind, state, gcfg)
+    G = generator_from_store(kind, state, gcfg)
     entry = saved
     if (entry.get("pool") != pool or entry.get("factors") != list(FACTORS) or "scores" not in entry
             or entry.get("labeller") != LABELLER_VERSION):
