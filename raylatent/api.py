@@ -57,10 +57,9 @@ class Run:
     def generator(self, kind: str) -> torch.nn.Module:
         """The z -> image module of a generator of this run (loaded once, weights only, CPU)."""
         if kind not in self._generators:
-            from raylatent.models import as_generator
-            from raylatent.models.export import load_exported
+            from raylatent.models.export import load_generator
 
-            self._generators[kind] = as_generator(load_exported(self.path / self.stages["generators"], kind)).eval()
+            self._generators[kind] = load_generator(self.path / self.stages["generators"], kind)
         return self._generators[kind]
 
     def directions(self, trial: str | dict) -> dict[str, np.ndarray]:
@@ -101,8 +100,9 @@ class Run:
         file (its first frame). Returns the edited slice in HU at the run's image size; with `out`,
         also writes it as a DICOM marked DERIVED/SECONDARY, with new UIDs and no patient identity."""
         from raylatent.data.dicom import hu_to_model, model_to_hu, read_ct
+        from raylatent.models import as_generator
         from raylatent.models.directions import rebuild
-        from raylatent.models.export import load_exported
+        from raylatent.models.export import build_generator, read_generator
         from raylatent.models.registry import kind_of
 
         r = self.record(trial)
@@ -114,13 +114,10 @@ class Run:
             hu = read_ct(Path(image))[0].hu if isinstance(image, (str, Path)) else np.asarray(image, dtype=np.float32)
         except Exception as e:  # pydicom's and our own reasons a file is not a CT slice
             raise ConfigError(f"{image}: not a readable CT slice ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-        from raylatent.models.export import read_generator
-
-        size = int(json.loads(read_generator(self.path / self.stages["generators"], r["generator"])["config"])["size"])
-        x = torch.from_numpy(hu_to_model(hu, size))[None, None]
-        model = load_exported(self.path / self.stages["generators"], r["generator"])
-        from raylatent.models import as_generator
-
+        saved = read_generator(self.path / self.stages["generators"], r["generator"])
+        config = json.loads(saved["config"])
+        x = torch.from_numpy(hu_to_model(hu, int(config["size"])))[None, None]
+        model = build_generator(r["generator"], config, saved["model"])
         G = as_generator(model).eval()  # the decoder of the model that encodes
         arrays = self.directions(r)
         if not 0 <= direction < arrays["A"].shape[1]:

@@ -78,12 +78,11 @@ def _re_evaluate(root, ddir, grid, r):
     from raylatent.discovery.records import Trial
     from raylatent.discovery.runner import load_checkpoint
     from raylatent.discovery.step import Discovery, DiscoveryConfig
-    from raylatent.models import as_generator
-    from raylatent.models.export import load_exported
+    from raylatent.models.export import load_generator
 
     d = grid.directions
     (gdir,) = (root / "run" / "generators").iterdir()
-    G = as_generator(load_exported(gdir, r["generator"]))
+    G = load_generator(gdir, r["generator"])
     disc = Discovery(G, DiscoveryConfig.for_trial(d, Trial.from_dict(r)))
     assert load_checkpoint(disc, ddir / "trials" / r["trial"]) and disc.step_count == r["iterations"]
     m = evaluate(disc, n=d.eval_n)

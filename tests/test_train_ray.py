@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from raylatent.config import GeneratorsConfig, IngestConfig
-from raylatent.train.stage import load_generator, run_generators, train_generator
+from raylatent.models.export import load_generator
+from raylatent.train.stage import run_generators, train_generator
 
 pytestmark = pytest.mark.ray
 

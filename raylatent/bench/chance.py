@@ -23,12 +23,11 @@ def _score(job: tuple) -> np.ndarray:
 
     from raylatent.interpret.chance import pool_scores, score_matrix
     from raylatent.interpret.labels import FACTORS
-    from raylatent.models import as_generator
-    from raylatent.models.export import load_exported
+    from raylatent.models.export import load_generator
 
     generators, zreg, kind, n, seed, couplings = job
     torch.set_num_threads(1)
-    G = as_generator(load_exported(Path(generators), kind))
+    G = load_generator(Path(generators), kind)
     return score_matrix(pool_scores(G, G.latent_dim, n, zreg=zreg, seed=seed, couplings=couplings), FACTORS)
 
 

@@ -1,5 +1,7 @@
 """The generators stage's export: one weights-only file per generator kind, which the
-directions stage and the reporter read back (neither may import the training code)."""
+directions stage, the reporter and the API read back (none may import the training code).
+`read_generator` gives the stored record, `build_generator` a model from a record's parts (also
+from the object store), `load_exported` the whole model, `load_generator` its z -> image module."""
 from __future__ import annotations
 
 import json
@@ -100,5 +102,14 @@ def build_generator(kind: str, config: dict, state_dict: dict) -> nn.Module:
 
 
 def load_exported(folder: str | os.PathLike, kind: str) -> nn.Module:
+    """The whole exported model (the VAE with its encoder), weights only, in eval mode."""
     record = read_generator(folder, kind)
     return build_generator(kind, json.loads(record["config"]), record["model"])
+
+
+def load_generator(folder: str | os.PathLike, kind: str) -> nn.Module:
+    """A run's generator as its z -> image module (the VAE's decoder), weights only, in eval
+    mode: what every reader of a run samples from (the API, the renders, the benchmarks)."""
+    from raylatent.models import as_generator
+
+    return as_generator(load_exported(folder, kind)).eval()

@@ -120,8 +120,8 @@ def own_generators(settings: dict, gen_params: dict, folder: Path, device: str, 
     import warnings
 
     from raylatent.config import GeneratorsConfig
-    from raylatent.models import as_generator, kind_of
-    from raylatent.models.export import load_exported
+    from raylatent.models import kind_of
+    from raylatent.models.export import load_generator
     from raylatent.train.local import train_in_process
 
     cfg = dataclasses.replace(GeneratorsConfig(**settings["generators_base"]), **gen_params)  # validated as at load
@@ -134,7 +134,7 @@ def own_generators(settings: dict, gen_params: dict, folder: Path, device: str, 
     out = {}
     for kind in kinds:
         summary = train_in_process(kind, cfg, train, test, folder / GENERATORS, device=device)
-        G = as_generator(load_exported(folder / GENERATORS, kind)).eval().to(device)
+        G = load_generator(folder / GENERATORS, kind).to(device)
         out[kind] = (G, {"chosen_epoch": summary["chosen_epoch"], "fid": summary["fid"]})
     return out
 

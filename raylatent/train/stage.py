@@ -18,7 +18,7 @@ from raylatent.errors import ConfigError
 from raylatent.models.config import GeneratorsConfig
 from raylatent.monitor import MonitorConfig
 from raylatent.data.ingest import load_manifest
-from raylatent.models.export import METRICS, WEIGHTS, load_exported, write_export
+from raylatent.models.export import METRICS, write_export
 from raylatent.train.loops import HISTORY, STATE, train_loop
 RAY_TRAIN = "ray_train"  # Ray Train's runs, one per kind: kept only until the kind is exported
 
@@ -182,16 +182,3 @@ def write_fixed_generator(kind: str, shards, cfg: GeneratorsConfig, out: Path, l
     return summary
 
 
-def load_generator(folder: str | os.PathLike, kind: str) -> torch.nn.Module:
-    """The exported generator as its z -> image module (the VAE's decoder), in eval mode."""
-    from raylatent.models import as_generator
-
-    return as_generator(load_model(folder, kind)).eval()
-
-
-def load_model(folder: str | os.PathLike, kind: str) -> torch.nn.Module:
-    """The exported model (the whole VAE, with its encoder), weights-only load, in eval mode."""
-    path = Path(folder) / kind / WEIGHTS
-    if not path.exists():
-        raise ConfigError(f"{path}: no generator checkpoint (run the generators stage first)")
-    return load_exported(folder, kind)
