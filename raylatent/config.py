@@ -15,7 +15,7 @@ from pathlib import Path
 from raylatent.data.config import DataConfig, IngestConfig, resolve_salt
 from raylatent.discovery.config import DirectionsConfig
 from raylatent.errors import ConfigError
-from raylatent.models.config import GeneratorsConfig
+from raylatent.models.config import GeneratorsConfig, config_class
 from raylatent.monitor import MonitorConfig
 from raylatent.report.config import SEED_SPREAD, ReportConfig
 
@@ -31,7 +31,7 @@ GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 class Grid:
     name: str = "smoke"
     data: DataConfig = field(default_factory=DataConfig)
-    generators: GeneratorsConfig = field(default_factory=GeneratorsConfig)
+    generators: GeneratorsConfig = field(default_factory=lambda: config_class()())
     directions: DirectionsConfig = field(default_factory=DirectionsConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     search: object = None        # a raylatent.search.space.SearchConfig, or None: no search (a plain grid)

@@ -11,8 +11,9 @@ import yaml
 from raylatent.config import (GRIDS_DIR, ConfigError, DataConfig, DirectionsConfig, GeneratorsConfig, Grid,
                               MonitorConfig, ReportConfig)
 from raylatent.errors import is_number as _is_number
+from raylatent.models.config import config_class
 
-_SECTIONS = {"data": DataConfig, "generators": GeneratorsConfig, "directions": DirectionsConfig,
+_SECTIONS = {"data": DataConfig, "generators": GeneratorsConfig, "directions": DirectionsConfig,  # generators: config_class()
              "report": ReportConfig, "monitor": MonitorConfig}
 
 
@@ -86,7 +87,7 @@ def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
     data = _build(DataConfig, tree.get("data", {}) or {}, "data")
     gen_tree = dict(tree.get("generators", {}) or {})
     gen_tree.setdefault("size", data.size)
-    sections = {"data": data, "generators": _build(GeneratorsConfig, gen_tree, "generators")}
+    sections = {"data": data, "generators": _build(config_class(), gen_tree, "generators")}
     for name in ("directions", "report", "monitor"):
         sections[name] = _build(_SECTIONS[name], tree.get(name, {}) or {}, name)
     if tree.get("search") is not None:  # optional: a grid without it is a plain grid

@@ -51,7 +51,7 @@ def test_registered_as_an_untrained_kind_with_sefa_and_ganspace_finding_span_M()
     k = kind_of("phantom")
     assert (k.title, k.trainable, k.training, k.has_encoder, k.loss_keys) == \
         ("Phantom (ground truth)", False, None, False, ())
-    assert (k.inversion, k.width_field) == ("reverse latent search", "gan_width")
+    assert (k.inversion, k.width_field, k.settings) == ("reverse latent search", None, None)  # no width, no settings
     assert kind_of("gan").trainable and kind_of("vae").trainable
     d, S = 16, 32
     G = make_generator("phantom", S, width=7, latent_dim=d)

@@ -1,6 +1,8 @@
 """Generator kinds come from one registry: a new kind registered in one place is accepted by the
 configuration, built, trained one step, inverted and validated in results without other edits."""
 import re
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from raylatent.models.registry import GENERATORS, GeneratorKind, register
 class ToyGenerator(nn.Module):
     def __init__(self, latent_dim, size, width):
         super().__init__()
-        self.latent_dim, self.size = latent_dim, size
+        self.latent_dim, self.size, self.width = latent_dim, size, width
         self.lin = nn.Linear(latent_dim, size * size)
 
     def first_layer(self, z):
@@ -29,10 +31,19 @@ class ToyGenerator(nn.Module):
         return torch.tanh(self.lin(z)).view(-1, 1, self.size, self.size)
 
 
+@dataclass
+class ToySettings:
+    """The toy kind's own settings: what a grid's generators section gains when it registers."""
+
+    toy_width: int = 3
+    lr_toy: float = 0.1
+    RANGES: ClassVar[dict] = {"toy_width": (1, 64), "lr_toy": (0, 1, "(]")}
+
+
 class ToyTraining:
     def __init__(self, model, cfg):
         self.modules = {"model": model}
-        self.optimizers = {"opt": torch.optim.SGD(model.parameters(), lr=0.1)}
+        self.optimizers = {"opt": torch.optim.SGD(model.parameters(), lr=cfg.lr_toy)}
 
     def step(self, x, sigma, gen, device):
         model, opt = self.modules["model"], self.optimizers["opt"]
@@ -49,7 +60,7 @@ class ToyTraining:
 @pytest.fixture
 def toy_kind():
     kind = register(GeneratorKind(
-        name="toy", title="Toy", model_class=ToyGenerator, width_field="gan_width",
+        name="toy", title="Toy", model_class=ToyGenerator, width_field="toy_width", settings=ToySettings,
         build=ToyGenerator, generator_of=lambda m: m, training=ToyTraining,
         invert=lambda m, images: torch.zeros(images.shape[0], m.latent_dim), inversion="zeros",
         loss_keys=("loss",)))
@@ -68,14 +79,23 @@ def test_a_registered_kind_works_everywhere_without_other_edits(toy_kind, tmp_pa
     from raylatent.dryrun import calibrate_training
     from raylatent.report.records import load_records
 
-    cfg = GeneratorsConfig(kinds=("toy",), size=8, epochs=1, keep_last=1, batch_size=4)
+    # its own settings are the grid's: set, validated and read back like the paper's kinds' (gan_width)
+    grid = load_grid("smoke", ["generators.kinds=[toy]", "directions.generators=[toy]", "data.size=32",
+                               "generators.toy_width=5", "generators.lr_toy=0.05"])
+    cfg = grid.generators
+    assert (cfg.toy_width, cfg.lr_toy, cfg.gan_width) == (5, 0.05, 32)
+    with pytest.raises(ConfigError, match="generators.toy_width"):
+        load_grid("smoke", ["generators.kinds=[toy]", "directions.generators=[toy]", "generators.toy_width=0"])
+    from raylatent.models.export import generators_config
+
+    assert generators_config(asdict(cfg)) == cfg  # a checkpoint's stored configuration reads back with them
     model = make_generator_from("toy", cfg)
-    assert isinstance(model, ToyGenerator) and as_generator(model) is model
+    assert isinstance(model, ToyGenerator) and as_generator(model) is model and model.width == 5
     training = kind_of("toy").training(model, cfg)
-    x = torch.zeros(4, 1, 8, 8)
+    assert training.optimizers["opt"].param_groups[0]["lr"] == 0.05
+    x = torch.zeros(4, 1, 32, 32)
     first = training.step(x, 0.0, torch.Generator(), "cpu")["loss"]
     assert training.step(x, 0.0, torch.Generator(), "cpu")["loss"] < first  # it trains
-    grid = load_grid("smoke", ["generators.kinds=[toy]", "directions.generators=[toy]", "data.size=32"])
     assert calibrate_training(grid, "toy", 4) > 0
     rec = {"generator": "toy", "reconstructor": "lenet", "deformator": "proj", "K": 8, "seed": 0, "iterations": 1,
            "rca": 0.5, "ls": 0.1, "directions": "trials/toy-lenet-proj-K8-s0/directions.npz"}

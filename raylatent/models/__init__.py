@@ -1,7 +1,8 @@
 """Generators, reconstructors and direction models: plain PyTorch, no Ray.
 
 Importing this package registers the generator kinds (see `registry.py`); a new kind is one
-module that calls `register(...)` and one import line here."""
+module (its network, its training, its settings) that calls `register(...)`, and one import line
+here."""
 from __future__ import annotations
 
 from torch import nn
@@ -20,7 +21,7 @@ def make_generator(kind: str, size: int, width: int, latent_dim: int = 32) -> nn
 def make_generator_from(kind: str, cfg) -> nn.Module:
     """The model a generators configuration describes (its width from the kind's own field)."""
     k = kind_of(kind)
-    return k.build(cfg.latent_dim, cfg.size, getattr(cfg, k.width_field))
+    return k.build(cfg.latent_dim, cfg.size, getattr(cfg, k.width_field) if k.width_field else 0)
 
 
 def as_generator(model: nn.Module) -> nn.Module:

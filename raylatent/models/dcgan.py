@@ -6,9 +6,23 @@ then stride-2 blocks halving the width down to ngf, then a Tanh image.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
+
+
+@dataclass
+class GANSettings:
+    """The GAN's own generators settings (a grid's `generators:` section): the paper's DCGAN."""
+
+    gan_width: int = 32          # ngf = ndf (paper: 128 at 128^2)
+    lr_gan: float = 2e-4
+    beta1_gan: float = 0.5
+    smooth_low: float = 0.9      # one-sided label smoothing: real targets ~ U[smooth_low, 1]
+    RANGES: ClassVar[dict] = {"gan_width": (1, 1024), "lr_gan": (0, 1, "(]"), "beta1_gan": (0, 1, "[)"),
+                              "smooth_low": (0, 1)}
 
 
 def _n_blocks(size: int) -> int:
@@ -128,7 +142,7 @@ def _register() -> None:
     from raylatent.models.registry import GeneratorKind, register
 
     register(GeneratorKind(
-        name="gan", title="GAN", model_class=DCGANGenerator, width_field="gan_width",
+        name="gan", title="GAN", model_class=DCGANGenerator, width_field="gan_width", settings=GANSettings,
         build=lambda latent_dim, size, width: DCGANGenerator(latent_dim, size, width),
         generator_of=lambda model: model, training=GANTraining,
         invert=lambda model, images: reverse_search(model, images, steps=200, restarts=2),

@@ -86,10 +86,11 @@ def generators_config(config: dict):
     not know are dropped; `fid_weights` names a file on the machine that trained it)."""
     import dataclasses
 
-    from raylatent.models.config import GeneratorsConfig
+    from raylatent.models.config import config_class
 
-    known = {f.name for f in dataclasses.fields(GeneratorsConfig)} - {"fid_weights"}
-    return GeneratorsConfig(**{k: v for k, v in config.items() if k in known})
+    cls = config_class()
+    known = {f.name for f in dataclasses.fields(cls)} - {"fid_weights"}
+    return cls(**{k: v for k, v in config.items() if k in known})
 
 
 def build_generator(kind: str, config: dict, state_dict: dict) -> nn.Module:

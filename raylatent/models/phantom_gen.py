@@ -290,7 +290,7 @@ def _register() -> None:
     from raylatent.models.registry import GeneratorKind, register
 
     register(GeneratorKind(
-        name="phantom", title="Phantom (ground truth)", model_class=PhantomGenerator, width_field="gan_width",
+        name="phantom", title="Phantom (ground truth)", model_class=PhantomGenerator,
         build=lambda latent_dim, size, width: PhantomGenerator(latent_dim, size, width),
         generator_of=lambda model: model, training=None,
         invert=lambda model, images: reverse_search(model, images, steps=200, restarts=2),

@@ -6,8 +6,10 @@ the report consult this registry and never branch on a kind's name, so a new gen
 module plus one import line in `models/__init__.py` (and a grid entry).
 
 What a kind provides:
-- `build(latent_dim, size, width)`: the whole trainable model; `width_field`: the generators
-  setting that holds its width;
+- `build(latent_dim, size, width)`: the whole trainable model; `settings`: a dataclass of its own
+  generators settings (defaults, and `RANGES` for their checks), merged into the grid's
+  `generators:` section (models/config.py); `width_field`: the one of them that holds its width
+  (none: width 0, e.g. the phantom's);
 - `generator_of(model)`: its z -> image module (which has `latent_dim`, `first_linear` for SeFa
   and `first_layer(z)` for GANSpace);
 - `training(model, cfg)`: an object with `modules` (what DDP wraps and checkpoints),
@@ -33,7 +35,6 @@ class GeneratorKind:
     name: str
     title: str
     model_class: type
-    width_field: str
     build: Callable[[int, int, int], nn.Module]
     generator_of: Callable[[nn.Module], nn.Module]
     training: Callable | None
@@ -43,6 +44,8 @@ class GeneratorKind:
     has_encoder: bool = False
     trainable: bool = True
     truth: Callable | None = None
+    settings: type | None = None
+    width_field: str | None = None
 
 
 GENERATORS: dict[str, GeneratorKind] = {}

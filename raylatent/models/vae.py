@@ -13,10 +13,22 @@ training=False, so it is a fixed leaky ReLU of slope (1/8 + 1/3) / 2, not a rand
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass
+class VAESettings:
+    """The VAE's own generators settings (a grid's `generators:` section): the authors' beta-VAE."""
+
+    vae_width: int = 16          # base channels of the ResNet VAE (paper's authors: 64)
+    lr_vae: float = 1e-4
+    beta_kl: float = 0.01
+    RANGES: ClassVar[dict] = {"vae_width": (1, 1024), "lr_vae": (0, 1, "(]"), "beta_kl": (0, 1e6)}
 
 # the authors' channel multipliers at 128^2 (the decoder's are listed from its 1x1 input)
 ENCODER_MULTS = (1, 2, 4, 8, 8)
@@ -177,7 +189,7 @@ def _register() -> None:
     from raylatent.models.registry import GeneratorKind, register
 
     register(GeneratorKind(
-        name="vae", title="VAE", model_class=VAE, width_field="vae_width",
+        name="vae", title="VAE", model_class=VAE, width_field="vae_width", settings=VAESettings,
         build=lambda latent_dim, size, width: VAE(latent_dim, size, width),
         generator_of=lambda model: model.decoder, training=VAETraining,
         invert=encode, inversion="its encoder", loss_keys=("loss", "recon_mse"), has_encoder=True))

@@ -119,12 +119,12 @@ def own_generators(settings: dict, gen_params: dict, folder: Path, device: str, 
     {chosen_epoch, fid})."""
     import warnings
 
-    from raylatent.config import GeneratorsConfig
+    from raylatent.models.config import config_class
     from raylatent.models import kind_of
     from raylatent.models.export import load_generator
     from raylatent.train.local import train_in_process
 
-    cfg = dataclasses.replace(GeneratorsConfig(**settings["generators_base"]), **gen_params)  # validated as at load
+    cfg = dataclasses.replace(config_class()(**settings["generators_base"]), **gen_params)  # validated as at load
     kinds = sorted({Trial.from_dict(td).generator for td in settings["cells"]})
     kinds = [k for k in kinds if kind_of(k).trainable]
     with warnings.catch_warnings():  # the object store's array is read-only; training only indexes it (copies)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from raylatent.config import ConfigError, DirectionsConfig, GeneratorsConfig
+from raylatent.config import ConfigError, DirectionsConfig
+from raylatent.models.config import config_class
 from raylatent.errors import is_number as _is_number
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
@@ -42,7 +43,9 @@ NOT_SEARCHED = {
                    "max_failures", "seed", "fid_network", "fid_weights", "fid_samples", "augment",
                    "latent_dim", "shuffle_buffer"},
 }
-SECTION_CLASS = {"directions": DirectionsConfig, "generators": GeneratorsConfig}
+def section_class(section: str) -> type:
+    """The class of a searchable section (generators: with every registered kind's own settings)."""
+    return DirectionsConfig if section == "directions" else config_class()
 DEFAULT_NAME = "search-default"
 
 
@@ -66,7 +69,7 @@ class Spec:
 
     @property
     def is_int(self) -> bool:
-        return _field_type(SECTION_CLASS[self.section], self.name) == "int"
+        return _field_type(section_class(self.section), self.name) == "int"
 
     def describe(self) -> str:
         if self.dist in ("choice", "grid"):
@@ -105,7 +108,7 @@ class Spec:
 
 def parse_spec(section: str, name: str, raw) -> Spec:
     where = f"search.{section}.{name}"
-    cls = SECTION_CLASS[section]
+    cls = section_class(section)
     fields = {f.name for f in dataclasses.fields(cls)}
     if name not in fields:
         raise ConfigError(f"{where}: unknown field of {section} (searchable: "
@@ -148,7 +151,7 @@ def parse_spec(section: str, name: str, raw) -> Spec:
 
 def searchable(section: str) -> list[str]:
     """Numeric fields of a section that change what is computed."""
-    cls = SECTION_CLASS[section]
+    cls = section_class(section)
     return [f.name for f in dataclasses.fields(cls)
             if str(f.type) in ("int", "float") and f.name not in NOT_SEARCHED[section]]
 

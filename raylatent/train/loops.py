@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import torch
 
-from raylatent.models.config import GeneratorsConfig
+from raylatent.models.config import GeneratorsConfig, config_class
 from raylatent.metrics.fid import feature_extractor, features_of, frechet_distance, statistics
 from raylatent.models import as_generator, kind_of, make_generator_from
 from raylatent.models.schedules import instance_noise_sigma, random_affine
@@ -94,7 +94,7 @@ def train_loop(config: dict) -> None:
 
     from raylatent.data.shards import load_split
 
-    cfg = GeneratorsConfig(**config["cfg"])
+    cfg = config_class()(**config["cfg"])
     kind = config["kind"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
