@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.dry_run:
             if grid.search is not None:  # a search grid: its space, trial count and the scheduler's cost
-                from raylatent.search.dryrun import dry_run_search
+                from raylatent.dryrun import dry_run_search
 
                 dry_run_search(plan, address=args.address, cpus=args.cpus, gpus=args.gpus)
             else:

@@ -136,7 +136,7 @@ def test_random_samples_are_seeded_within_bounds_and_counted(tiny_yaml):
 
 
 def test_asha_cost_model():
-    from raylatent.search.dryrun import asha_evaluations
+    from raylatent.dryrun import asha_evaluations
 
     # 9 trials, rungs at 1 and 3 evaluations, 9 in all: 9*1 + 3*2 + 1*6
     assert asha_evaluations(9, 9, 1, 3) == 9 + 3 * 2 + 1 * 6
@@ -310,7 +310,7 @@ def test_killed_tpe_search_resumes_without_repeating_finished_trials(tpe_run, ti
 
 def test_dry_run_prints_space_trials_and_asha_costs(tiny_yaml, capsys):
     from raylatent.ablate import main
-    from raylatent.search.dryrun import asha_evaluations, search_costs
+    from raylatent.dryrun import asha_evaluations, search_costs
 
     over = ["search.scheduler=asha", "search.reduction_factor=2", "search.num_samples=5"]
     assert main(["--grid", str(tiny_yaml), "--dry-run", *_sets(over)]) == 0

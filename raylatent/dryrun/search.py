@@ -44,7 +44,7 @@ def dry_run_search(plan, cap_batch: int = 16, log=print, address: str | None = N
     """The space, the trial count, and the scheduler's worst and best case, in trial-steps,
     device-hours and wall-clock on the resources the run will have (as `dryrun.dry_run`: the
     given --cpus/--gpus, else the --address cluster's, else this machine's)."""
-    from raylatent.dryrun import calibrate_discovery, check_fits, cluster_resources
+    from raylatent.dryrun.grid import calibrate_discovery, check_fits, cluster_resources
 
     grid = plan.grid
     s, d = grid.search, grid.directions
@@ -91,7 +91,7 @@ def dry_run_search(plan, cap_batch: int = 16, log=print, address: str | None = N
         f"best case ({'ASHA keeps the top 1/' + str(s.reduction_factor) + ' at each rung' if s.scheduler == 'asha' else 'no scheduler: the same'}) "
         f"{c['best_steps']:,} trial-steps ~ {best_h:.2f} device-hours (sampled batch sizes scale this)"
         + (f"; discovery only: add {c['trials']} trainings of {', '.join(trained)}, not calibrated here" if trained else ""))
-    from raylatent.dryrun import FIXED_S, duration, simulate
+    from raylatent.dryrun.grid import FIXED_S, duration, simulate
 
     per_trial = c["worst_steps"] * per_step / c["trials"]
     cap = s.max_concurrent or c["trials"]
