@@ -8,10 +8,8 @@ A brightness change must not read as anatomy (with fixed HU thresholds a brighte
 bigger outline and no fat: +150 HU made the default phantom's fat 15 -> 5 mm at 128^2 and its area
 +8% at 32^2). So the geometry is measured after a global offset that puts the background air back
 at -1000 HU: a whole-image shift then changes no outline, breast or fat measure at all. A shift of
-the body alone (background untouched) still moves the thresholds' partial-volume crossings; the
-fat split was tried following the measured soft-tissue level, but under 128^2 that level is too
-noisy (std 50 HU at 32^2) and thickness lost its rank (validation rho 0.38 -> -0.15 at 32^2,
-0.57 -> 0.36 at 64^2), so it does not.
+the body alone (background untouched) still moves the thresholds' partial-volume crossings (the
+fat split stays fixed; docs/interpretation.md says why).
 `intensity` is the body's soft-tissue level in the raw HU (muscle and organs sit near 47 HU in
 every patient), so it moves one to one with a brightness shift and little with the anatomy at
 128^2 (std 2 HU over the validation cohort); under 64^2 the tissue classes mix in a pixel and it

@@ -4,25 +4,11 @@ Trained on the training shards' `slice_frac` (which LIDC has as well as the phan
 attribute exists for any data. Where a slice lies is told by its anatomy, not by where the patient
 lies in the field of view, so each slice is first warped into its own body frame (centroid at the
 centre, width axis horizontal, body scaled to fill the frame) and described by that small image
-plus the share of the body in each HU band (lung, fat, soft tissue, bone). A one-hidden-layer MLP
-maps these to z. Measured on held-out phantom patients with every factor varying (32^2): raw pooled
-pixels + kNN ranked z at Spearman 0.62, body-frame pixels + kNN 0.91, body frame + bands + MLP 0.98.
-
-Leakage (validate.z_leakage: 40 phantom patients at each of z = 0.2, 0.45, 0.7, every other factor
-varying; z units, z spans 0..1). Brightness was the large one: on raw HU a +75 HU brightening of
-the whole image moved the predicted z by 0.17 / 0.40 / 0.25 at 32 / 64 / 128^2, of the body alone
-by 0.05 / 0.06 / 0.15, so a brightness direction read as z. The input's brightness is now undone
-first (`_normalised_hu`: background air to -1000 HU, the body's soft tissue to SOFT_LEVEL_HU):
-0.000 (whole image) and 0.03 / 0.008 / 0.004 (body alone), z still ranked at 0.985 / 0.988 / 0.986.
-The outline, fat and position move z little: at a fixed z the prediction spreads by 0.04 / 0.04 /
-0.03 (robust; 0.085 at 128^2 with a few misread patients), of which the factors explain 0.004 /
-0.010 / 0.026 (raw-HU regressor: 0.017 / 0.008 / 0.027); |rho| with width, height, size and fat <=
-0.26. It grows when the regressor has fewer patients to learn from (10 patients: explained ~0.05,
-|rho| ~0.5 with width and fat) and shrank with more (48 patients x 11 slices instead of 16 x 32 at
-32^2, in a trial with an unadjusted `explained`: 0.025 -> 0.014). Tried and not kept: a frame and
-bands from the muscle wall instead of the outline (the wall is not resolved at 32^2: spread 0.047
--> 0.099), and subtracting a linear fit of out-of-fold residuals on the measured outline and fat
-(over-corrected: z rho 0.99 -> 0.28).
+plus the share of the body in each HU band (lung, fat, soft tissue, bone); a one-hidden-layer MLP
+maps these to z. The input's brightness is undone first (`_normalised_hu`: background air to
+-1000 HU, the body's soft tissue to SOFT_LEVEL_HU), so a brightness direction does not read as z.
+How these choices were measured (ranking, leakage of the other factors, what was not kept):
+docs/interpretation.md, "How the z regressor was chosen".
 """
 from __future__ import annotations
 
