@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 
 from raylatent.models import directions as D
+from raylatent.models import warped as W
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ register(Method("ortho", "Orthogonal", "learned", directions=D.OrthoDirections, 
 register(Method("proj", "Unit Length (the authors' projective deformator)", "learned",
                 directions=D.ProjDirections))
 register(Method("unit", "Unit-norm columns (ours, not the paper's)", "learned", directions=D.UnitDirections))
+register(Method("warped", "WarpedGANSpace: non-linear RBF paths (ours, not the paper's)", "learned",
+                directions=W.WarpedDirections, settings=W.SETTINGS, check=W.check_settings))
 register(Method("random", "Random directions (A fixed, only R learns)", "reference",
                 directions=lambda d, K, g: D.RandomDirections(d, K, g, ortho=K <= d)))
 register(Method("sefa", "SeFa (closed form)", "closed-form", fit=_sefa))
