@@ -10,6 +10,7 @@ from raylatent.discovery.export import save_directions
 from raylatent.discovery.methods import METHODS, ONCE_PER_GENERATOR
 from raylatent.discovery.records import (DIRECTIONS, LABELS, NO_RECONSTRUCTOR, Trial, TrialRecord, folder_of,
                                          label_summary, write_json)
+from raylatent.models.directions import rebuild
 
 
 def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path, chance=None,
@@ -31,9 +32,10 @@ def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path
             if fitted is None:  # a control this generator has no such set for (no true axes)
                 continue
             A, names = fitted if control else (fitted, None)
-            if A.shape[1] == 0:
+            n = rebuild(A).K  # a matrix's columns, or a curved set's paths
+            if n == 0:
                 continue
-            trial = Trial(kind, NO_RECONSTRUCTOR, method.name, int(A.shape[1]), 0)
+            trial = Trial(kind, NO_RECONSTRUCTOR, method.name, int(n), 0)
             dest = folder_of(out, trial)
             dest.mkdir(parents=True, exist_ok=True)
             save_directions(dest / DIRECTIONS, A, {"baseline": method.name, "generator": kind,

@@ -2,7 +2,7 @@
 verdict of "not found" can be read against what "found" takes on the same generator.
 
 - `axes` (truth-declaring generators only, e.g. the phantom): the generator's true axes, one per
-  factor. If these are not found, the labeller or the thresholds are at fault, not the method.
+  factor (the curved phantom: its true paths, a z-aware set). If these are not found, the labeller or the thresholds are at fault, not the method.
 - `supervised` (every generator): per factor, a linear model of the measured attribute on z over
   `SAMPLES` seeded generated samples (least squares, as InterFaceGAN fits a linear boundary for
   face attributes); its normalised weight vector is that factor's direction. The best a single
@@ -28,14 +28,19 @@ SEED = 20_011    # their latents' seed (not the labeller's, not the chance pool'
 CONTROL_LABEL_UNITS = 2 * len(FACTORS) + SAMPLES // 48
 
 
-def true_axes(G, kind: str) -> tuple[torch.Tensor, list[str]] | None:
-    """The generator's true directions (d x F) and their factor names, where its kind knows them."""
+def true_axes(G, kind: str):
+    """The generator's true directions (d x F) and their factor names, where its kind knows them;
+    where its factor paths are curves, the direction set that follows them (a `Directions`)."""
     from raylatent.interpret.reading import truth_of
+    from raylatent.models.registry import kind_of
 
     truth = truth_of(kind, G)
     if truth is None:
         return None
     M, names = truth
+    paths = kind_of(kind).paths
+    if paths is not None:
+        return paths(G), list(names)
     return torch.as_tensor(M, dtype=torch.float32).detach().cpu(), list(names)
 
 

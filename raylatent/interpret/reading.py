@@ -11,16 +11,13 @@ def label_directions(G, A: torch.Tensor | dict, zreg=None, truth=None, couplings
     purity net of the measured `couplings` (interpret/couplings.py); with `truth` = (true axes
     d x F, factor names), the scores against those axes too."""
     from raylatent.interpret.labels import factor_recovery, score_directions
-    from raylatent.interpret.truth import truth_scores
-    from raylatent.models.directions import as_arrays
+    from raylatent.interpret.truth import score_truth
 
     G = G.cpu().float()
     scores = score_directions(G, A, zreg=zreg, couplings=couplings)
     out = {"directions": scores, "factors": factor_recovery(scores)}
     if truth is not None:
-        M, names = truth
-        out["truth"] = truth_scores(torch.as_tensor(as_arrays(A)["A"]).detach().cpu().numpy(),
-                                    torch.as_tensor(M).detach().cpu().numpy(), tuple(names))
+        out["truth"] = score_truth(A, truth)
     return out
 
 

@@ -11,6 +11,7 @@ from raylatent.models.dcgan import DCGANDiscriminator, DCGANGenerator  # importi
 from raylatent.models.registry import GENERATORS, kind_names, kind_of
 from raylatent.models.vae import VAE  # and the `vae` kind
 from raylatent.models.phantom_gen import PhantomGenerator  # the `phantom` kind (ground truth, untrained)
+from raylatent.models.curved_phantom import CurvedPhantomGenerator  # the `curved` kind (ground truth along curves)
 
 
 def make_generator(kind: str, size: int, width: int, latent_dim: int = 32) -> nn.Module:
@@ -32,5 +33,6 @@ def as_generator(model: nn.Module) -> nn.Module:
     return model
 
 
-__all__ = ["DCGANGenerator", "DCGANDiscriminator", "VAE", "PhantomGenerator", "make_generator", "make_generator_from",
+__all__ = ["DCGANGenerator", "DCGANDiscriminator", "VAE", "PhantomGenerator", "CurvedPhantomGenerator", "make_generator",
+           "make_generator_from",
            "as_generator", "kind_of", "kind_names"]

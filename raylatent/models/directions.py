@@ -60,6 +60,11 @@ class Directions(nn.Module):
         """Shifts (B x d) at latents z (B x d) for direction indices k (B,) and magnitudes eps (B,)."""
         return eps[:, None] * self.matrix().T[k]
 
+    def tangent(self, z: torch.Tensor) -> torch.Tensor:
+        """B x d x K unit directions of the K paths at latents z (a linear set: its columns
+        everywhere; a curved one overrides it). What ground-truth tangents are compared with."""
+        return self.matrix()[None].expand(z.shape[0], -1, -1)
+
     def arrays(self) -> dict[str, Any]:
         """Everything `rebuild` needs for the same shifts: `A` (d x K), the model's own arrays and
         its name (a linear set exports its matrix only and comes back as `fixed`)."""

@@ -20,7 +20,11 @@ What a kind provides:
 - `trainable`: False for a kind that is fixed by construction (`phantom`, whose true directions are
   known): the generators stage writes it without training, and its `training` is None.
 - `truth(generator)`: for a generator that knows its true directions, (d x F matrix of unit
-  columns, the F factor names); discovered directions are then scored against them.
+  columns, the F factor names), or (tangents, names) where its factor paths are curves:
+  `tangents(z)` gives B x d x F unit tangents at latents z; discovered directions are then scored
+  against them (interpret/truth.py);
+- `paths(generator)`: for a generator whose true factor paths are curves, a direction set that
+  follows them (the `axes` positive control).
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ class GeneratorKind:
     truth: Callable | None = None
     settings: type | None = None
     width_field: str | None = None
+    paths: Callable | None = None
 
 
 GENERATORS: dict[str, GeneratorKind] = {}

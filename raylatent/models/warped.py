@@ -70,6 +70,11 @@ class WarpedDirections(Directions):
         zero = torch.zeros(self.K, self.latent_dim, device=self.support.device)
         return self._direction(zero, torch.arange(self.K, device=self.support.device)).T
 
+    def tangent(self, z: torch.Tensor) -> torch.Tensor:
+        B = z.shape[0]
+        k = torch.arange(self.K, device=z.device).repeat(B)
+        return self._direction(z.repeat_interleave(self.K, 0), k).reshape(B, self.K, -1).transpose(1, 2)
+
     def arrays(self) -> dict[str, Any]:
         return {"A": self.matrix(), "support": self.support, "alphas": self.alphas, "log_gamma": self.log_gamma,
                 "path_step": torch.tensor(self.path_step), MODEL: self.model}

@@ -46,7 +46,7 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
     from raylatent.discovery.evaluate import evaluate
     from raylatent.discovery.step import Discovery, DiscoveryConfig
     from raylatent.interpret.reading import truth_of
-    from raylatent.interpret.truth import truth_scores
+    from raylatent.interpret.truth import score_truth
     from raylatent.tune.trials import TrialFolder, generator_from_store, trial_device
 
     params = dict(config["trial"]["params"]) if "trial" in config else dict(config)
@@ -92,8 +92,7 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
             m = evaluate(disc, n=d.eval_n)
             arrays = folder.save(disc, t.to_dict(), sub=t.name)
             if tr is not None:
-                M, factors = tr
-                ts = truth_scores(arrays["A"].numpy(), torch.as_tensor(M).detach().cpu().numpy(), tuple(factors))
+                ts = score_truth(arrays, tr)
                 m["matched_cos"] = float(np.mean(list(ts["matched_cos"].values())))
                 m["axes_recovered"] = float(ts["axes_recovered"])
             per.append(m)
