@@ -115,7 +115,9 @@ def test_a_new_method_is_one_registration(tmp_path, bent):
     d = grid(bend=0.8)
     (t,) = d.trials()
     cfg = DiscoveryConfig.for_trial(d, t)
-    assert (t.deformator, cfg.settings, cfg.to_dict()["settings"]) == ("test-bent", {"bend": 0.8}, {"bend": 0.8})
+    # the cell runs under the method's name with its non-default settings: its own trial, row and column
+    assert (t.deformator, cfg.settings) == ("test-bent+bend0.8", {"hessian": 0.0, "bend": 0.8})
+    assert cfg.to_dict()["settings"] == cfg.settings and M.method_of(t.deformator).name == "test-bent"
     torch.manual_seed(0)
     gcfg = GeneratorsConfig(size=32, latent_dim=8, gan_width=4, epochs=1, keep_last=1)
     model = make_generator_from("gan", gcfg)

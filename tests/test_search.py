@@ -434,3 +434,20 @@ def test_a_batch_the_train_split_cannot_fill_is_refused_before_any_trial(tpe_run
     with pytest.raises(ConfigError, match="batch_size: up to 1024 slices a batch, and the train split has") as e:
         run_search(tmp_path / "gens", grid, tmp_path / "out", shards=shards, log=lambda *a: None)
     assert "\n" not in str(e.value) and not list((tmp_path / "out").glob("trials/*"))
+
+
+def test_the_hessian_weight_is_searchable_and_applies_to_every_learned_cell():
+    from raylatent.search.run import best_directions
+    from raylatent.search.space import criteria_of
+
+    grid = load_grid("search-smoke", ["search.directions={hessian: {loguniform: [0.001, 1.0]}}"])
+    (spec,) = grid.search.specs
+    assert (spec.key, spec.dist, grid.search.default_params(grid)) == ("hessian", "loguniform", {"hessian": 0.0})
+    assert criteria_of({"lr": 0.1, "hessian": 0.3}) == ({"lr": 0.1}, {"hessian": 0.3})
+    best = best_directions(grid, {"hessian": 0.3})
+    assert all(e["hessian"] == 0.3 for e in best["deformators"])
+    with pytest.raises(ConfigError, match="search.directions.hessian: uniform value -1"):
+        load_grid("search-smoke", ["search.directions={hessian: {uniform: [-1, 1]}}"])
+    with pytest.raises(ConfigError, match="sets it already"):
+        load_grid("search-smoke", ["search.directions={hessian: {uniform: [0, 1]}}",
+                                   "directions.deformators=[{deformator: proj, K: 32, hessian: 0.1}]"])

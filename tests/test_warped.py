@@ -72,9 +72,58 @@ def test_learned_exported_and_rebuilt_as_the_same_path(tmp_path):
 
 
 def test_its_settings_are_the_grids_deformator_entry():
-    d = DirectionsConfig(deformators=({"deformator": "warped", "K": 16, "dipoles": 4, "gamma": 0.1},))
-    assert d.settings_for("warped", 16) == {"dipoles": 4, "gamma": 0.1, "learn_gamma": False, "path_step": 0.5}
+    d = DirectionsConfig(deformators=({"deformator": "warped", "K": 16, "dipoles": 4, "gamma": 0.1},
+                                      {"deformator": "warped", "K": 16}))
+    assert [name for name, _, _ in d.cells()] == ["warped+dipoles4+gamma0.1", "warped"]
+    assert d.settings_for("warped+dipoles4+gamma0.1", 16) == {"hessian": 0.0, "dipoles": 4, "gamma": 0.1,
+                                                               "learn_gamma": False, "path_step": 0.5}
+    assert d.settings_for("warped", 16)["dipoles"] == 2
     for bad, why in (({"dipoles": 0}, "dipoles 0"), ({"gamma": -1.0}, "gamma"), ({"path_step": 0.0}, "path_step"),
                      ({"learn_gamma": 1}, "learn_gamma")):
         with pytest.raises(ConfigError, match=why):
             DirectionsConfig(deformators=({"deformator": "warped", "K": 16, **bad},))
+
+
+def test_the_hessian_penalty_is_smallest_along_the_phantoms_true_axes():
+    """The property a disentangling criterion relies on: on the phantom generator the penalty along
+    its eight true axes is below its value along any of eight random rotations of them inside the
+    factor subspace (the interacting pairs, measured: y-z, rotation-z, height-y)."""
+    from raylatent.discovery.criteria import hessian_penalty
+    from raylatent.models.directions import FixedDirections
+    from raylatent.models.phantom_gen import PhantomGenerator
+
+    G = PhantomGenerator(16, 32).eval()
+    z = torch.randn(48, 16, generator=torch.Generator().manual_seed(0))
+
+    def penalty(A):
+        with torch.no_grad():
+            return float(hessian_penalty(G, FixedDirections(A), z, torch.Generator().manual_seed(1), samples=6))
+
+    axes = penalty(G.M)
+    rotated = [penalty(G.M @ torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(s)))[0])
+               for s in range(8)]
+    assert axes < min(rotated), (axes, rotated)
+    assert penalty(G.M[:, :1]) < 1e-6 * axes  # one direction has no other to interact with
+
+
+def test_a_grid_entry_adds_the_penalty_as_its_own_cell_and_it_reaches_the_directions():
+    from raylatent.report.tables import columns
+
+    d = DirectionsConfig(generators=("gan",), reconstructors=("lenet",), random_baseline=False,
+                         deformators=({"deformator": "proj", "K": 8}, {"deformator": "proj", "K": 8, "hessian": 0.5}),
+                         iterations=({"deformator": "proj", "steps": 7},))
+    trials = d.trials()
+    assert [t.name for t in trials] == ["gan-lenet-proj-K8-s0", "gan-lenet-proj+hessian0.5-K8-s0"]
+    assert [t.steps for t in trials] == [7, 7]  # a rule for proj covers its variants
+    cfgs = [DiscoveryConfig.for_trial(d, t) for t in trials]
+    assert [c.settings["hessian"] for c in cfgs] == [0.0, 0.5] and "settings" not in cfgs[0].to_dict()
+    G = BlobGenerator(8, 32).eval()
+    runs = [Discovery(G, DiscoveryConfig(**{**c.to_dict(), "batch": 8, "recon_width": 0.5,
+                                            "settings": c.settings})) for c in cfgs]
+    metrics = [r.step() for r in runs]
+    assert "hessian" not in metrics[0] and metrics[1]["hessian"] > 0
+    # same seed, same draws for the V&B loss: the directions differ only through the penalty's gradient
+    assert not torch.allclose(runs[0].A.linear.weight, runs[1].A.linear.weight)
+    recs = [{"generator": "gan", "reconstructor": "lenet", "deformator": t.deformator, "K": 8, "rca": 0.5, "ls": 0.1}
+            for t in trials]
+    assert columns(recs)[-1] == ("proj+hessian0.5", 8, "Unit Length (the authors' projective deformator) [hessian0.5] K=8")

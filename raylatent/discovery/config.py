@@ -57,13 +57,13 @@ class DirectionsConfig:
                 raise ConfigError(f"directions.deformators: {d} (need deformator: {'|'.join(learned)} and K; "
                                   f"proj is the paper's unit length, unit our normalised columns)")
             try:
-                method_of(d["deformator"]).check_settings({k: v for k, v in d.items() if k not in ("deformator", "K")})
+                method_of(d["deformator"]).check_settings(_given(d))
             except ValueError as e:
                 raise ConfigError(f"directions.deformators: {d}: {e}") from None
-        cells = [(d["deformator"], d["K"]) for d in self.deformators]
+        cells = [(name, K) for name, K, _ in self.cells()]
         if len(set(cells)) < len(cells):
-            raise ConfigError(f"directions.deformators: {[d for d in self.deformators if cells.count((d['deformator'], d['K'])) > 1][0]} "
-                              f"is listed twice (one entry per deformator and K)")
+            raise ConfigError(f"directions.deformators: {[d for d, c in zip(self.deformators, cells) if cells.count(c) > 1][0]} "
+                              f"is listed twice (one entry per deformator, K and settings)")
         self.iterations = tuple(dict(r) for r in self.iterations)
         self.exclude = tuple(dict(r) for r in self.exclude)
         for r in self.exclude:
@@ -100,12 +100,19 @@ class DirectionsConfig:
                 if k not in ("lenet", "resnet") or not _is_number(v) or v <= 0:
                     raise ConfigError(f"directions.{name}: {k}: {v} (lenet|resnet: a positive number)")
 
-    def settings_for(self, deformator: str, K: int) -> dict:
-        """The method's own settings for a (deformator, K) cell: its defaults and the grid entry's."""
+    def cells(self) -> list[tuple[str, int, dict]]:
+        """(name the cell runs under, K, the entry) per deformator entry: the method's name, with
+        the settings the entry gives appended (`proj+hessian0.1`; discovery/methods.py)."""
         from raylatent.discovery.methods import method_of
 
-        entry = next((d for d in self.deformators if (d["deformator"], d["K"]) == (deformator, K)), {})
-        return method_of(deformator).check_settings({k: v for k, v in entry.items() if k not in ("deformator", "K")})
+        return [(method_of(d["deformator"]).variant(_given(d)), d["K"], d) for d in self.deformators]
+
+    def settings_for(self, deformator: str, K: int) -> dict:
+        """A cell's settings (its method's defaults and its grid entry's), by the name it runs under."""
+        from raylatent.discovery.methods import method_of
+
+        entry = next((d for name, k, d in self.cells() if (name, k) == (deformator, K)), {})
+        return method_of(deformator).check_settings(_given(entry))
 
     def lr_for(self, reconstructor: str) -> float:
         return float(self.lr_by_reconstructor.get(reconstructor, self.lr))
@@ -116,7 +123,7 @@ class DirectionsConfig:
     def steps_for(self, generator: str, reconstructor: str, K: int, deformator: str = "proj") -> int:
         want = {"generator": generator, "reconstructor": reconstructor, "deformator": deformator, "K": K}
         for r in self.iterations:
-            if all(r.get(k, v) == v for k, v in want.items()):
+            if _matches(r, want):
                 return int(r["steps"])
         raise ConfigError(f"directions.iterations: no rule matches {generator}/{reconstructor}/{deformator}/K={K}")
 
@@ -127,7 +134,7 @@ class DirectionsConfig:
 
         cells = []
         for g in self.generators:
-            cells += [(g, rec, d["deformator"], d["K"]) for rec in self.reconstructors for d in self.deformators]
+            cells += [(g, rec, name, K) for rec in self.reconstructors for name, K, _ in self.cells()]
             if self.random_baseline:
                 cells.append((g, self.reconstructors[0], reference(), self.deformators[-1]["K"]))
         cells = [c for c in cells if not self.excluded(*c)]
@@ -136,7 +143,21 @@ class DirectionsConfig:
 
     def excluded(self, generator: str, reconstructor: str, deformator: str, K: int) -> bool:
         cell = {"generator": generator, "reconstructor": reconstructor, "deformator": deformator, "K": K}
-        return any(all(cell[k] == v for k, v in r.items()) for r in self.exclude)
+        return any(_matches(r, cell) for r in self.exclude)
+
+
+def _given(entry: dict) -> dict:
+    """The settings a deformator entry gives its method (all but its name and K)."""
+    return {k: v for k, v in entry.items() if k not in ("deformator", "K")}
+
+
+def _matches(rule: dict, cell: dict) -> bool:
+    """An iterations / exclude rule matches a cell when every key it names agrees; a rule's
+    deformator matches its method's cells with any settings (`proj` matches `proj+hessian0.1`)."""
+    from raylatent.discovery.methods import VARIANT
+
+    return all(cell[k] == v or (k == "deformator" and str(cell[k]).split(VARIANT, 1)[0] == v)
+               for k, v in rule.items() if k != "steps")
 
 
 
@@ -155,12 +176,14 @@ class DiscoveryConfig:
     shift_scale: float = 6.0
     min_shift: float = 0.5
     seed: int = 0
-    settings: dict = field(default_factory=dict)  # the method's own (its grid entry's), e.g. a path's width
+    settings: dict = field(default_factory=dict)  # the method's (its grid entry's), e.g. a path's width, a criterion
 
     def to_dict(self) -> dict:
+        from raylatent.discovery.methods import method_of
+
         out = asdict(self)
-        if not out["settings"]:
-            del out["settings"]  # the paper's methods have none: their exports read as before
+        if not out["settings"] or out["settings"] == method_of(self.deformator).defaults:
+            del out["settings"]  # nothing set beyond the defaults: an export reads as one made without settings
         return out
 
     @classmethod

@@ -43,25 +43,40 @@ class Method:
     settings: dict[str, Any] = field(default_factory=dict)  # its own grid-entry settings and their defaults
     check: Callable[[dict], None] | None = None  # raises ValueError on settings it cannot run with
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every setting a grid entry may give it: a learned method's criteria, then its own."""
+        return {**(CRITERIA if self.role == "learned" else {}), **self.settings}
+
     def check_settings(self, given: dict) -> dict:
         """The method's settings: its defaults updated with `given` (a grid entry's), each of its
-        default's type, then its own `check`; ValueError names what is wrong."""
-        unknown = sorted(set(given) - set(self.settings))
+        default's type, then the criteria's and its own checks; ValueError names what is wrong."""
+        defaults = self.defaults
+        unknown = sorted(set(given) - set(defaults))
         if unknown:
             raise ValueError(f"{self.name} has no setting {', '.join(unknown)} "
-                             f"({'its settings: ' + ', '.join(sorted(self.settings)) if self.settings else 'it takes none'})")
-        out = {**self.settings, **given}
+                             f"({'its settings: ' + ', '.join(sorted(defaults)) if defaults else 'it takes none'})")
+        out = {**defaults, **given}
         for k, v in given.items():
-            want = type(self.settings[k])
+            want = type(defaults[k])
             ok = isinstance(v, bool) if want is bool else (
                 isinstance(v, (int, float)) and not isinstance(v, bool) and (want is float or isinstance(v, want)))
             if not ok and want in (int, float, bool):
-                raise ValueError(f"{self.name}: {k} {v!r} (a {want.__name__}, e.g. {self.settings[k]!r})")
+                raise ValueError(f"{self.name}: {k} {v!r} (a {want.__name__}, e.g. {defaults[k]!r})")
             if want is float:
                 out[k] = float(v)
+        if self.role == "learned":
+            check_criteria(out)
         if self.check:
             self.check(out)
         return out
+
+    def variant(self, given: dict) -> str:
+        """The name a grid entry's cell runs under: the method's, with each setting that differs
+        from its default appended (`proj+hessian0.1`), so the same method at the same K with other
+        settings is another trial, another results.json row and another Table 1 column."""
+        out = self.check_settings(given)
+        return self.name + "".join(f"{VARIANT}{_token(k, out[k])}" for k in sorted(out) if out[k] != self.defaults[k])
 
     @property
     def trained(self) -> bool:
@@ -70,6 +85,21 @@ class Method:
 
 
 ROLES = ("learned", "reference", "closed-form", "control")
+VARIANT = "+"  # joins a method's name and the settings a grid entry gives it (`proj+hessian0.1`)
+# every learned method's optional disentangling terms (discovery/criteria.py), set in its grid entry
+CRITERIA: dict[str, Any] = {"hessian": 0.0}
+
+
+def check_criteria(s: dict) -> None:
+    """ValueError on criteria a learned method cannot train with."""
+    if not 0 <= s["hessian"] <= 1e6:
+        raise ValueError(f"hessian {s['hessian']}: the Hessian penalty's weight, >= 0 (0 = off)")
+
+
+def _token(key: str, value) -> str:
+    if isinstance(value, bool):
+        return key if value else f"no_{key}"
+    return f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}"
 ONCE_PER_GENERATOR = ("closed-form", "control")  # computed beside the trials, no reconstructor
 METHODS: dict[str, Method] = {}
 
@@ -84,9 +114,17 @@ def register(method: Method) -> Method:
 
 
 def method_of(name: str) -> Method:
-    if name not in METHODS:
+    """The method a name runs: a registered name, or one with settings appended (`proj+hessian0.1`)."""
+    base = name.split(VARIANT, 1)[0]
+    if base not in METHODS:
         raise ValueError(f"discovery method {name!r}: must be one of {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return METHODS[base]
+
+
+def title_of(name: str) -> str:
+    """How the report names a cell's method: its title, with the settings its name carries."""
+    base, _, settings = name.partition(VARIANT)
+    return method_of(base).title + (f" [{settings.replace(VARIANT, ', ')}]" if settings else "")
 
 
 def names(role: str | None = None) -> tuple[str, ...]:
@@ -143,4 +181,5 @@ def make_directions(name: str, latent_dim: int, K: int, seed: int = 0, settings:
     m = method_of(name)
     if m.directions is None:
         raise ValueError(f"discovery method {name!r} is closed-form: it has no trainable directions")
-    return m.directions(latent_dim, K, torch.Generator().manual_seed(seed), **m.check_settings(settings or {}))
+    own = {k: v for k, v in m.check_settings(settings or {}).items() if k in m.settings}  # not the criteria
+    return m.directions(latent_dim, K, torch.Generator().manual_seed(seed), **own)

@@ -4,7 +4,8 @@ z ~ N(0, I); k ~ U{0..K-1}; eps ~ U[-s, s] with |eps| pushed up to at least min_
 loss = CE(k, k_hat) + gamma * |eps - eps_hat|; the reported Ls is that second term, gamma
 included, as the authors logged it. G is frozen (eval mode, no parameter grads); G(z)
 needs no autograd at all, G(z + shift) needs it only to reach A. The shift is the direction set's
-own, `A(z, k, eps)`, so a set whose path depends on z trains here unchanged.
+own, `A(z, k, eps)`, so a set whose path depends on z trains here unchanged. A learned set's
+grid entry may add the Hessian penalty (`hessian: weight`, discovery/criteria.py) to the loss.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raylatent.discovery.config import DiscoveryConfig
+from raylatent.discovery.criteria import hessian_penalty
 from raylatent.discovery.methods import make_directions
 from raylatent.models.directions import Directions
 from raylatent.models.reconstructors import make_reconstructor
@@ -64,6 +66,7 @@ class Discovery:
         a_params = [p for p in self.A.parameters() if p.requires_grad]
         self.opt_A = torch.optim.Adam(a_params, lr=cfg.lr_directions or cfg.lr) if a_params else None
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.hessian = float(cfg.settings.get("hessian", 0.0))  # the Hessian penalty's weight (criteria.py)
         self.step_count = 0
 
     def step(self) -> dict[str, float]:
@@ -76,6 +79,11 @@ class Discovery:
             self.opt_A.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             loss, logits, _, ce, ls = discovery_loss(self.G, self.A, self.R, z, k, eps, cfg.gamma)
+            extra = {}
+            if self.hessian > 0:
+                penalty = hessian_penalty(self.G, self.A, z, self.gen)
+                loss = loss + self.hessian * penalty
+                extra["hessian"] = penalty.item()
         loss.backward()
         self.opt_R.step()
         if self.opt_A:
@@ -83,7 +91,7 @@ class Discovery:
         self.step_count += 1
         acc = (logits.argmax(1) == k).float().mean()
         return {"loss": loss.item(), "ce": ce.item(), "train_rca": acc.item(),
-                "train_ls": cfg.gamma * ls.item(), "train_shift_mae": ls.item()}
+                "train_ls": cfg.gamma * ls.item(), "train_shift_mae": ls.item(), **extra}
 
     def state_dict(self) -> dict:
         return {"A": self.A.state_dict(), "R": self.R.state_dict(), "opt_R": self.opt_R.state_dict(),

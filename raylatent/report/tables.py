@@ -57,12 +57,12 @@ def _fmt(mean: float, sd: float, n: int) -> str:
 
 def columns(records: list[dict]) -> list[tuple[str, int, str]]:
     """The paper's columns, then any other learned (deformator, K) the run has (our ablations)."""
-    from raylatent.discovery.methods import method_of
+    from raylatent.discovery.methods import method_of, title_of
 
     seen = {(r["deformator"], r["K"]) for r in records
             if r.get("rca") is not None and method_of(r["deformator"]).role == "learned"}
     extra = sorted(seen - {(d, k) for d, k, _ in COLS})
-    return COLS + [(d, k, f"{method_of(d).title} K={k}") for d, k in extra]
+    return COLS + [(d, k, f"{title_of(d)} K={k}") for d, k in extra]
 
 
 def rows(records: list[dict]) -> list[tuple[str, str, str]]:

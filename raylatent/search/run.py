@@ -28,7 +28,7 @@ import torch
 
 from raylatent.config import ConfigError
 from raylatent.discovery.records import CURVE, RECORD, RESULTS, Trial, read_json, write_json
-from raylatent.search.space import (DEFAULT_NAME, REPORTED, TRUTH_METRICS, cells, max_evaluations,
+from raylatent.search.space import (DEFAULT_NAME, REPORTED, TRUTH_METRICS, cells, criteria_of, max_evaluations,
                                     trial_name)
 
 SEARCH_VERSION = 1
@@ -44,6 +44,7 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
     from ray import tune
 
     from raylatent.discovery.evaluate import evaluate
+    from raylatent.discovery.methods import method_of
     from raylatent.discovery.step import Discovery, DiscoveryConfig
     from raylatent.interpret.reading import truth_of
     from raylatent.interpret.truth import score_truth
@@ -52,6 +53,7 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
     params = dict(config["trial"]["params"]) if "trial" in config else dict(config)
     name = tune.get_context().get_trial_name()
     dir_params, gen_params = settings["search"].split(params)
+    dir_params, criteria = criteria_of(dir_params)
     d = dataclasses.replace(settings["directions"], **dir_params)  # validates the sample like a grid value
     device = trial_device(d)
     folder = TrialFolder(Path(settings["out"]) / "trials" / name)
@@ -62,7 +64,9 @@ def search_trainable(config: dict, weights: dict | None = None, settings: dict |
         t = Trial.from_dict(td)
         G = own[t.generator][0] if t.generator in own else \
             generator_from_store(t.generator, weights[t.generator], settings["generators"])
-        disc = Discovery(G, DiscoveryConfig.for_trial(d, t), device=device, amp=device == "cuda")
+        cfg = DiscoveryConfig.for_trial(d, t)
+        cfg.settings = {**cfg.settings, **(criteria if method_of(t.deformator).role == "learned" else {})}
+        disc = Discovery(G, cfg, device=device, amp=device == "cuda")
         folder.resume(disc, t.name)
         reps.append((t, disc, truth_of(t.generator, G)))
     truth = all(r[2] is not None for r in reps)
@@ -362,12 +366,22 @@ def write_results(out: Path, grid, done: dict, log=print) -> list[dict]:
     dflt = done.get(DEFAULT_NAME)
     write_json(out / BEST, {"metric": s.metric, "mode": s.mode, "best": best, "default": dflt,
                             "searched": [x.key for x in s.specs],
-                            "best_directions": {**grid.to_dict()["directions"], **s.split(best["params"])[0]},
+                            "best_directions": best_directions(grid, s.split(best["params"])[0]),
                             **({"best_generators": {**grid.to_dict()["generators"], **s.split(best["params"])[1]}}
                                if s.trains_generators else {})}, indent=1)
     log(f"search: best {best['trial']} {s.metric}={best[s.metric]:.4f} {best['params']}"
         + (f"; the grid's default {s.metric}={dflt[s.metric]:.4f}" if dflt else ""))
     return rows
+
+
+def best_directions(grid, dir_params: dict) -> dict:
+    """The grid's directions section with the best sample's values, criteria in every learned
+    deformator entry (where a grid sets them), ready to paste."""
+    fields, criteria = criteria_of(dir_params)
+    out = {**grid.to_dict()["directions"], **fields}
+    if criteria:
+        out["deformators"] = [{**e, **criteria} for e in out["deformators"]]
+    return out
 
 
 def _training_data(grid, shards) -> dict | None:

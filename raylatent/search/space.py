@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from raylatent.config import ConfigError, DirectionsConfig
+from raylatent.discovery.methods import CRITERIA, check_criteria
 from raylatent.models.config import config_class
 from raylatent.errors import is_number as _is_number
 
@@ -50,7 +51,16 @@ DEFAULT_NAME = "search-default"
 
 
 def _field_type(cls, name: str) -> str:
+    if cls is DirectionsConfig and name in CRITERIA:
+        return type(CRITERIA[name]).__name__
     return str({f.name: f.type for f in dataclasses.fields(cls)}[name])
+
+
+def criteria_of(dir_params: dict) -> tuple[dict, dict]:
+    """A sample's directions values as (DirectionsConfig fields, criteria): a criterion (the
+    Hessian penalty's weight) applies to every learned cell of the grid, whatever its entry sets."""
+    return ({k: v for k, v in dir_params.items() if k not in CRITERIA},
+            {k: v for k, v in dir_params.items() if k in CRITERIA})
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ class Spec:
 def parse_spec(section: str, name: str, raw) -> Spec:
     where = f"search.{section}.{name}"
     cls = section_class(section)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls)} | (set(CRITERIA) if section == "directions" else set())
     if name not in fields:
         raise ConfigError(f"{where}: unknown field of {section} (searchable: "
                           f"{', '.join(sorted(searchable(section)))})")
@@ -153,7 +163,8 @@ def searchable(section: str) -> list[str]:
     """Numeric fields of a section that change what is computed."""
     cls = section_class(section)
     return [f.name for f in dataclasses.fields(cls)
-            if str(f.type) in ("int", "float") and f.name not in NOT_SEARCHED[section]]
+            if str(f.type) in ("int", "float") and f.name not in NOT_SEARCHED[section]] + \
+        (sorted(CRITERIA) if section == "directions" else [])
 
 
 @dataclass
@@ -234,10 +245,18 @@ class SearchConfig:
         directions, and ASHA has rungs to stop at."""
         for s in self._specs:
             base = getattr(grid, s.section)
+            if s.section == "directions" and s.name in CRITERIA:
+                set_by = [e for e in grid.directions.deformators if s.name in e]
+                if set_by:
+                    raise ConfigError(f"search.directions.{s.name}: the deformator entry {set_by[0]} sets it already "
+                                      f"(a searched criterion applies to every learned cell); search it or set it, not both")
             for v in s.endpoints():
                 try:
-                    dataclasses.replace(base, **{s.name: v})
-                except ConfigError as e:
+                    if s.section == "directions" and s.name in CRITERIA:
+                        check_criteria({**CRITERIA, s.name: v})
+                    else:
+                        dataclasses.replace(base, **{s.name: v})
+                except (ConfigError, ValueError) as e:
                     raise ConfigError(f"search.{s.section}.{s.name}: {s.dist} value {v} is not a valid setting "
                                       f"({e})") from None
         from raylatent.models.registry import kind_of
@@ -268,7 +287,8 @@ class SearchConfig:
     # ------------------------------------------------------------------ samples
     def default_params(self, grid) -> dict:
         """The grid's own values of the searched fields: the configuration a search must beat."""
-        return {s.key: getattr(getattr(grid, s.section), s.name) for s in self._specs}
+        return {s.key: CRITERIA[s.name] if s.section == "directions" and s.name in CRITERIA
+                else getattr(getattr(grid, s.section), s.name) for s in self._specs}
 
     def random_samples(self) -> list[dict]:
         """Random search's samples, the same for the same seed (so --resume regenerates them and
