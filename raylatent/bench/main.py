@@ -1,4 +1,4 @@
-"""The benchmarks (ingest, discovery, shuffle, train, phantom; chance, controls, study and devrun in their own
+"""The benchmarks (ingest, discovery, shuffle, train, phantom; chance, controls, study, devrun and methods in their own
 modules): never tests.
 
 Each benchmark measures the project's path and a plain baseline in the same run, on the same
@@ -350,17 +350,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--multiples", default="1,4,16")
     p.add_argument("--threads", type=int, default=1)
     from raylatent.bench import chance as bench_chance, controls as bench_controls, devrun as bench_devrun
-    from raylatent.bench import study as bench_study
+    from raylatent.bench import methods as bench_methods, study as bench_study
 
     bench_chance.add_parser(sub)
     bench_controls.add_parser(sub)
     bench_study.add_parser(sub)
     bench_devrun.add_parser(sub)
+    bench_methods.add_parser(sub)
     args = ap.parse_args(argv)
     result = {"ingest": bench_ingest, "discovery": bench_discovery, "train": bench_train,
               "shuffle": bench_shuffle, "phantom": bench_phantom, "chance": bench_chance.bench_chance,
               "controls": bench_controls.bench_controls, "study": bench_study.bench_study,
-              "devrun": bench_devrun.bench_devrun}[args.what](args)
+              "devrun": bench_devrun.bench_devrun, "methods": bench_methods.bench_methods}[args.what](args)
     result["machine"] = _machine()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
