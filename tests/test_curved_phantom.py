@@ -85,3 +85,24 @@ def test_registered_as_an_untrained_truth_generator_with_its_paths_as_the_axes_c
     assert isinstance(paths, TruePaths) and names == list(FACTORS)
     M, names = true_axes(PhantomGenerator(16, 32), "phantom")
     assert M.shape == (16, len(FACTORS))
+
+
+def test_the_report_ranks_methods_on_ground_truth_and_reads_them():
+    from raylatent.report.truth import methods_on_truth
+
+    def rec(gen, defo, seed, cos, axes, span, found):
+        return {"trial": f"{gen}-lenet-{defo}-K32-s{seed}", "generator": gen, "deformator": defo, "K": 32,
+                "factors_found": found, "truth": {"matched_cos": {f: cos for f in FACTORS}, "axes_recovered": axes,
+                                                  "in_subspace_mean": span}}
+
+    records = [rec("phantom", "proj", s, 0.45 + 0.01 * s, 0, 0.97, 1) for s in range(3)] + \
+        [rec("phantom", "proj+hessian0.005", s, 0.93, 7 + (s == 2), 0.98, 5) for s in range(3)] + \
+        [rec("curved", "warped", 0, 0.6, 2, 0.5, 2), {"trial": "gan-lenet-proj-K32-s0", "generator": "gan"}]
+    md = "\n".join(methods_on_truth(records))
+    assert md.count("### ") == 2 and "### gan" not in md  # one table per truth generator
+    phantom = md.split("### phantom")[1].splitlines()
+    rows = [ln for ln in phantom if ln.startswith("| Unit")]
+    assert "hessian0.005" in rows[0] and "aligns with the factors" in rows[0]  # best first
+    assert "0.46 (0.45–0.47)" in rows[1] and "finds the factors' subspace, not their axes" in rows[1]
+    assert "7 (7–8)" in rows[0] and "| 3 " in rows[0]
+    assert methods_on_truth([{"trial": "x", "generator": "gan"}]) == []

@@ -25,6 +25,7 @@ from raylatent.report.front import next_steps, what_we_found, write_html
 from raylatent.report.records import esc, inside, load_labels, load_records
 from raylatent.report.replicates import replicate_root, replicates_section
 from raylatent.report.tables import claims, table1
+from raylatent.report.truth import ground_truth_section
 
 LATEST = "latest.json"
 
@@ -85,7 +86,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
         md.append(f"- {verdict} {text}: {ev}")
     md.append("")
     md += _directions_found(records)
-    md += _ground_truth(records)
+    md += ground_truth_section(records)
     md += _random_vs_discovered(rendered, man, cfg, assets)
     md += _z_figure(rendered, man, cfg, assets)
     md += _interpolation(rendered, man, cfg, assets)
@@ -236,33 +237,6 @@ def _directions_found(records) -> list[str]:
             "Thickness is below the pixel size under 128².", "",
             tabulate(rows, headers=["configuration", *names, "found"], tablefmt="github", disable_numparse=True), "",
             *verdicts, ""]
-
-
-def _ground_truth(records) -> list[str]:
-    from tabulate import tabulate
-
-    from raylatent.interpret.truth import RECOVERED
-
-    rows, names = [], []
-    for r in records:
-        t = r.get("truth")
-        if not t:
-            continue
-        names = names or t["factors"]
-        rows.append([r["trial"], *[f"{t['matched_cos'][f]:.2f}{' ✓' if t['matched_cos'][f] >= RECOVERED else ''}"
-                                   for f in names],
-                     t["axes_recovered"], f"{t['in_subspace_mean']:.2f}",
-                     "—" if r.get("rca") is None else f"{r['rca']:.3f}"])
-    if not rows:
-        return []
-    return ["## Ground truth", "",
-            "Where the generator knows its true directions (the phantom generator: column i of its M moves "
-            "factor i and nothing else), each configuration's directions against them: per factor the "
-            "|cos| of the direction matched one-to-one to its true axis (Hungarian matching); ✓ = "
-            f"recovered (|cos| ≥ {RECOVERED}); `in span` = the mean share of a direction's squared length "
-            "inside the eight factor axes (the rest moves nothing). `results.json`: `truth`.", "",
-            tabulate(rows, headers=["configuration", *names, "recovered", "in span", "RCA"], tablefmt="github",
-                     disable_numparse=True), ""]
 
 
 def _direction_charts(records, ddir: Path, rendered: Path, man: dict, cfg: ReportConfig, assets: Path) -> list[str]:
