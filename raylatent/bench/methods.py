@@ -83,6 +83,35 @@ def _run(job: dict) -> dict:
             "found": found, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
+def criterion_probe(kind: str, size: int, latent_dim: int, rotations: int = 8) -> dict:
+    """The Hessian penalty along the generator's true directions (the phantom: its axes; the curved
+    phantom: their directions at the origin), along random rotations of them inside the factors'
+    span, and along the axes tilted half out of the span (where the image moves less): the
+    property a criterion needs to align directions with the factors, and whether leaving the span
+    lowers it (a degenerate optimum)."""
+    import torch
+
+    from raylatent.discovery.criteria import hessian_penalty
+    from raylatent.models import make_generator
+    from raylatent.models.directions import FixedDirections
+
+    G = make_generator(kind, size, 0, latent_dim).eval()
+    M = G.true_paths().matrix() if hasattr(G, "true_paths") else G.M
+    F = M.shape[1]
+    z = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0))
+
+    def penalty(A) -> float:
+        with torch.no_grad():
+            return round(float(hessian_penalty(G, FixedDirections(A), z, torch.Generator().manual_seed(1), samples=8)), 3)
+
+    rot = [penalty(M @ torch.linalg.qr(torch.randn(F, F, generator=torch.Generator().manual_seed(100 + s)))[0])
+           for s in range(rotations)]
+    Q = torch.linalg.qr(torch.randn(latent_dim, latent_dim, generator=torch.Generator().manual_seed(3)))[0][:, :F]
+    out = Q - M @ torch.linalg.lstsq(M, Q).solution
+    out = out / out.norm(dim=0)
+    return {"true": penalty(M), "rotated": rot, "half_out_of_span": penalty((M + out) / 2 ** 0.5)}
+
+
 def summarise(runs: list[dict]) -> list[dict]:
     """Per (generator, method, criterion): the median and range over seeds of each score."""
     groups: dict[tuple, list[dict]] = {}
@@ -118,6 +147,8 @@ def bench_methods(args) -> dict:
                      for h in weights for s in range(args.seeds)]
         jobs += [{**base, "kind": kind, "method": name, "hessian": 0.0, "seed": 0} for name in closed]
     t0 = time.time()
+    probe = {kind: criterion_probe(kind, args.size, args.latent_dim) for kind in TRUTH_KINDS}
+    print(f"Hessian penalty along the true directions vs rotations of them vs half out of the span: {probe}", flush=True)
     runs = []
     with ProcessPoolExecutor(args.workers) as pool:
         for r in pool.map(_run, jobs):
@@ -126,7 +157,7 @@ def bench_methods(args) -> dict:
                   f"matched |cos| {r['matched_cos_mean']:.3f}, in span {r['in_subspace']:.2f}, found {len(r['found'])}",
                   flush=True)
     return {"what": __doc__.split("\n\n")[0], "settings": {**base, "seeds": args.seeds, "hessian": args.hessian},
-            "wall_s": round(time.time() - t0, 1), "summary": summarise(runs), "runs": runs}
+            "wall_s": round(time.time() - t0, 1), "criterion_probe": probe, "summary": summarise(runs), "runs": runs}
 
 
 def add_parser(sub) -> None:
