@@ -169,6 +169,6 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--hessian", type=float, default=0.005, help="the penalty's weight (x penalty ~ CE at the start)")
+    p.add_argument("--hessian", type=float, default=0.00005, help="the penalty's weight (docs/methods.md: larger ones empty the span)")
     p.add_argument("--pool", type=int, default=160, help="random directions the chance thresholds come from")
     p.add_argument("--workers", type=int, default=2)
