@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from raylatent.models.directions import MODEL, Directions, _tensor
-from raylatent.models.phantom_gen import FACTORS, PhantomGenerator
+from raylatent.models.phantom_gen import FACTORS, PhantomGenerator, ground_truth_kind
 
 BEND = 0.5  # how far T is from the identity: the true tangents at N(0, I) latents lie at mean |cos| 0.85
             # (min 0.56) from their directions at the origin, so no linear set reaches RECOVERED = 0.9
@@ -130,16 +130,10 @@ class TruePaths(Directions):
 
 
 def _register() -> None:
-    from raylatent.models.inversion import reverse_search
-    from raylatent.models.registry import GeneratorKind, register
+    from raylatent.models.registry import register
 
-    register(GeneratorKind(
-        name="curved", title="Curved phantom (ground truth)", model_class=CurvedPhantomGenerator,
-        build=lambda latent_dim, size, width: CurvedPhantomGenerator(latent_dim, size, width),
-        generator_of=lambda model: model, training=None,
-        invert=lambda model, images: reverse_search(model, images, steps=200, restarts=2),
-        inversion="reverse latent search", loss_keys=(), trainable=False,
-        truth=lambda G: (G.true_tangents, FACTORS), paths=lambda G: G.true_paths()))
+    register(ground_truth_kind("curved", "Curved phantom (ground truth)", CurvedPhantomGenerator,
+                               truth=lambda G: (G.true_tangents, FACTORS), paths=lambda G: G.true_paths()))
 
 
 _register()

@@ -285,17 +285,25 @@ class PhantomGenerator(nn.Module):
         return (1 - keep) * self._presence(6.0)
 
 
-def _register() -> None:
+def ground_truth_kind(name: str, title: str, model_class: type, truth, paths=None):
+    """A generator kind fixed by construction (never trained) that knows its true factor
+    directions: built from (latent_dim, size), inverted by reverse latent search."""
     from raylatent.models.inversion import reverse_search
-    from raylatent.models.registry import GeneratorKind, register
+    from raylatent.models.registry import GeneratorKind
 
-    register(GeneratorKind(
-        name="phantom", title="Phantom (ground truth)", model_class=PhantomGenerator,
-        build=lambda latent_dim, size, width: PhantomGenerator(latent_dim, size, width),
+    return GeneratorKind(
+        name=name, title=title, model_class=model_class,
+        build=lambda latent_dim, size, width: model_class(latent_dim, size, width),
         generator_of=lambda model: model, training=None,
         invert=lambda model, images: reverse_search(model, images, steps=200, restarts=2),
-        inversion="reverse latent search", loss_keys=(), trainable=False,
-        truth=lambda G: (G.true_directions(), FACTORS)))
+        inversion="reverse latent search", loss_keys=(), trainable=False, truth=truth, paths=paths)
+
+
+def _register() -> None:
+    from raylatent.models.registry import register
+
+    register(ground_truth_kind("phantom", "Phantom (ground truth)", PhantomGenerator,
+                               truth=lambda G: (G.true_directions(), FACTORS)))
 
 
 _register()
