@@ -52,15 +52,15 @@ class DirectionsConfig:
         from raylatent.discovery.methods import method_of, names
 
         learned = names("learned")
+        cells = []
         for d in self.deformators:
             if not {"deformator", "K"} <= set(d) or d["deformator"] not in learned:
                 raise ConfigError(f"directions.deformators: {d} (need deformator: {'|'.join(learned)} and K; "
                                   f"proj is the paper's unit length, unit our normalised columns)")
             try:
-                method_of(d["deformator"]).check_settings(_given(d))
+                cells.append((method_of(d["deformator"]).variant(_given(d)), d["K"]))  # validates its settings
             except ValueError as e:
                 raise ConfigError(f"directions.deformators: {d}: {e}") from None
-        cells = [(name, K) for name, K, _ in self.cells()]
         if len(set(cells)) < len(cells):
             raise ConfigError(f"directions.deformators: {[d for d, c in zip(self.deformators, cells) if cells.count(c) > 1][0]} "
                               f"is listed twice (one entry per deformator, K and settings)")
@@ -158,7 +158,6 @@ def _matches(rule: dict, cell: dict) -> bool:
 
     return all(cell[k] == v or (k == "deformator" and str(cell[k]).split(VARIANT, 1)[0] == v)
                for k, v in rule.items() if k != "steps")
-
 
 
 @dataclass

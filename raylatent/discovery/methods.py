@@ -75,8 +75,8 @@ class Method:
         """The name a grid entry's cell runs under: the method's, with each setting that differs
         from its default appended (`proj+hessian0.1`), so the same method at the same K with other
         settings is another trial, another results.json row and another Table 1 column."""
-        out = self.check_settings(given)
-        return self.name + "".join(f"{VARIANT}{_token(k, out[k])}" for k in sorted(out) if out[k] != self.defaults[k])
+        out, defaults = self.check_settings(given), self.defaults
+        return self.name + "".join(f"{VARIANT}{_token(k, out[k])}" for k in sorted(out) if out[k] != defaults[k])
 
     @property
     def trained(self) -> bool:
@@ -100,6 +100,8 @@ def _token(key: str, value) -> str:
     if isinstance(value, bool):
         return key if value else f"no_{key}"
     return f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}"
+
+
 ONCE_PER_GENERATOR = ("closed-form", "control")  # computed beside the trials, no reconstructor
 METHODS: dict[str, Method] = {}
 

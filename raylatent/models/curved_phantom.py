@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from raylatent.models.directions import MODEL, Directions, _tensor
-from raylatent.models.phantom_gen import FACTORS, PhantomGenerator, ground_truth_kind
+from raylatent.models.directions import MODEL, Directions, float_tensor
+from raylatent.models.phantom_gen import FACTORS, PhantomGenerator, factor_axes, ground_truth_kind
 
 BEND = 0.5  # how far T is from the identity: the true tangents at N(0, I) latents lie at mean |cos| 0.85
             # (min 0.56) from their directions at the origin, so no linear set reaches RECOVERED = 0.9
@@ -108,7 +108,7 @@ class TruePaths(Directions):
         super().__init__(latent_dim, len(FACTORS))
         self.seed, self.bend = int(seed), float(bend)
         self.warp = CouplingMap(latent_dim, seed, bend)
-        self.register_buffer("M", PhantomGenerator(latent_dim, 8, 0, seed).M)
+        self.register_buffer("M", factor_axes(latent_dim, seed))
 
     def forward(self, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return self.warp.inverse(self.warp(z) + eps[:, None] * self.M.T[k]) - z
@@ -126,7 +126,7 @@ class TruePaths(Directions):
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any]) -> "TruePaths":
         return cls(int(round(float(np.asarray(arrays["latent_dim"])))), int(round(float(np.asarray(arrays["seed"])))),
-                   float(_tensor(arrays["bend"])))
+                   float(float_tensor(arrays["bend"])))
 
 
 def _register() -> None:

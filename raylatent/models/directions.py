@@ -73,10 +73,11 @@ class Directions(nn.Module):
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any]) -> "Directions":
         """The set rebuilt from its `arrays()` (tensors or numpy)."""
-        return FixedDirections(_tensor(arrays["A"]), normalize=False)
+        return FixedDirections(float_tensor(arrays["A"]), normalize=False)
 
 
-def _tensor(x) -> torch.Tensor:
+def float_tensor(x) -> torch.Tensor:
+    """An exported array (numpy, or a tensor on any device) as a float32 CPU tensor."""
     return torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x), dtype=torch.float32)
 
 
@@ -122,7 +123,7 @@ class ProjDirections(Directions):
 
     @classmethod
     def from_arrays(cls, arrays):
-        W, b = _tensor(arrays["W"]), _tensor(arrays["b"])
+        W, b = float_tensor(arrays["W"]), float_tensor(arrays["b"])
         out = cls(W.shape[0], W.shape[1])
         with torch.no_grad():
             out.linear.weight.copy_(W)

@@ -91,6 +91,13 @@ def _lung_scale(z: torch.Tensor) -> torch.Tensor:
     return _softrelu(torch.where(z < 0.5, upper, lower), 0.03)
 
 
+def factor_axes(latent_dim: int, seed: int = 0) -> torch.Tensor:
+    """M (latent_dim x 8, orthonormal, seeded): column i is the latent direction of factor i."""
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(latent_dim, len(FACTORS), generator=g, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).float()  # the unique QR (positive diagonal of R)
+
+
 class PhantomGenerator(nn.Module):
     """z (N x d) -> thorax slices (N x 1 x S x S) in the model's [-1, 1] scale; see the module doc."""
 
@@ -99,10 +106,7 @@ class PhantomGenerator(nn.Module):
         if latent_dim < len(FACTORS):
             raise ValueError(f"phantom generator: latent_dim {latent_dim} < {len(FACTORS)} factors")
         self.latent_dim, self.size, self.seed = latent_dim, size, seed
-        g = torch.Generator().manual_seed(seed)
-        q, r = torch.linalg.qr(torch.randn(latent_dim, len(FACTORS), generator=g, dtype=torch.float64))
-        q = q * torch.sign(torch.diagonal(r))  # the unique QR (positive diagonal of R)
-        self.register_buffer("M", q.float())
+        self.register_buffer("M", factor_axes(latent_dim, seed))
         self.px = FOV_MM / size
         self.soft = TAU_PX * self.px  # edge softness, mm
         c = (torch.arange(size, dtype=torch.float64) + 0.5) * self.px - FOV_MM / 2

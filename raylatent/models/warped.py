@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from raylatent.models.directions import MODEL, Directions, _tensor
+from raylatent.models.directions import MODEL, Directions, float_tensor
 
 
 def rbf_gradient(z: torch.Tensor, support: torch.Tensor, alphas: torch.Tensor, gammas: torch.Tensor) -> torch.Tensor:
@@ -81,13 +81,13 @@ class WarpedDirections(Directions):
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any]) -> "WarpedDirections":
-        support = _tensor(arrays["support"])
+        support = float_tensor(arrays["support"])
         K, M, d = support.shape
         out = cls(d, K, dipoles=M // 2, path_step=float(np.asarray(arrays["path_step"])))
         with torch.no_grad():
             out.support.copy_(support)
-            out.alphas.copy_(_tensor(arrays["alphas"]))
-            out.log_gamma.copy_(_tensor(arrays["log_gamma"]))
+            out.alphas.copy_(float_tensor(arrays["alphas"]))
+            out.log_gamma.copy_(float_tensor(arrays["log_gamma"]))
         return out
 
 

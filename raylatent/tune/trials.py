@@ -88,9 +88,6 @@ class TrialFolder:
         save_checkpoint(disc, self.path / sub)
         return arrays
 
-    def finished(self) -> bool:
-        return (self.path / RECORD).exists()
-
     def finish(self, record: dict, subs=("",)) -> None:
         """The record (last: it marks the trial done), then the checkpoints without optimiser states."""
         write_json(self.path / RECORD, record)
