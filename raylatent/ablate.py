@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,11 +36,13 @@ class Plan:
         self.generators: Path | None = None
         self.directions: Path | None = None
         self.renders: Path | None = None  # the report's images, inside the directions folder
+        self.fingerprint: str | None = None  # the ingest manifest's, once the data stage ran
         self.digests: dict[str, str] = {}  # generator weight digests (hashed once; the exports cite them)
         self.search: Path | None = None   # a grid with a `search:` section: the search stage's folder
         self.root: Path | None = None     # a replicate's plan: the main run folder (which holds its data)
 
     def resolve_generators(self, manifest: dict, log=print) -> Path:
+        self.fingerprint = manifest["fingerprint"]  # the data every later stage reads
         self.generators = keyed_folder(self.run_dir, "generators", {
             "data": manifest["fingerprint"], "settings": science("generators", self.grid.to_dict()["generators"]),
             "code": GENERATORS_VERSION}, log)
@@ -65,8 +66,10 @@ class Plan:
 
     def resolve_directions(self, log=print) -> Path:
         self._digests()
+        # the data too: the stage reads it (z regressor, coverage, held-out renders), and a generator
+        # built from a seed (the phantom) has the same weights whatever the data
         self.directions = keyed_folder(self.run_dir, "directions", {
-            "generators": self.digests, "settings": science("directions", self.grid.to_dict()["directions"]),
+            "data": self.fingerprint, "generators": self.digests, "settings": science("directions", self.grid.to_dict()["directions"]),
             "code": DISCOVERY_VERSION}, log)
         return self.directions
 
@@ -178,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         for flag, d in (("--out", run_dir), ("--report-dir", report_dir)):
             if d.exists() and not d.is_dir():
                 raise ConfigError(f"{flag} {d}: is a file; give a folder")
+        if grid.data.path:  # checked before anything is written: the source is never written
+            src = Path(grid.data.path).expanduser().resolve()
+            for flag, d in (("--out", run_dir), ("--report-dir", report_dir)):
+                if d == src or src in d.parents or d in src.parents:
+                    raise ConfigError(f"{flag} {d} overlaps data.path {src} (one inside the other); choose a "
+                                      f"folder outside the source tree (nothing was written)")
         plan = Plan(grid, run_dir, report_dir)
         if args.print_config:
             import yaml
@@ -340,8 +349,6 @@ def _run_replicate(plan: Plan, args, times: dict, shards: Path) -> int:
     with _stage("report") as t:
         from raylatent.report.build import build_report
 
-        plan.report_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(plan.directions / RESULTS, plan.report_dir / RESULTS)
         _record_times(plan, times)
         build_report(plan.run_dir, plan.report_dir, grid_name=grid.name)
     closed = len(records) - n_trials

@@ -99,6 +99,25 @@ def test_rerun_skips_every_stage(smoke_run, capsys):
     assert (root / "run" / "directions").glob("*/results.json").__next__().stat().st_mtime_ns == before
 
 
+def test_a_rerun_without_resume_never_deletes_finished_trials(smoke_run, tmp_path, capsys):
+    """A run killed after some trials finished, rerun without --resume: refused in one line naming
+    --resume, every finished trial left as it was (they may be hours of GPU work)."""
+    import shutil
+
+    root, args, _ = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    (ddir,) = (run / "directions").iterdir()
+    (ddir / "results.json").unlink()  # as a kill before the stage's end leaves it
+    records = {p: p.stat().st_mtime_ns for p in ddir.glob("trials/*/record.json")}
+    assert records
+    out_args = [a if a != str(root / "run") else str(run) for a in args]
+    assert ablate_main(out_args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--resume" in err and "finished" in err and len(err.splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in ddir.glob("trials/*/record.json")} == records
+
+
 def _by_value(fn):
     """Ray workers cannot import this test module: ship the hook by value."""
     import ray.cloudpickle

@@ -219,3 +219,37 @@ def test_every_shipped_grid_loads_and_plans(path, tmp_path):
     for r in range(grid.generators.replicates):
         sub = plan.replicate(r)
         assert sub.grid.generators.seed == grid.generators.seed + r and sub.data == plan.data
+
+
+@pytest.mark.parametrize("inside", ["out", "report"])
+def test_an_out_inside_the_data_source_is_refused_before_anything_is_written(tmp_path, capsys, inside):
+    src = tmp_path / "dicom"
+    (src / "P1").mkdir(parents=True)
+    (src / "P1" / "1.dcm").write_bytes(b"\0" * 200)
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    out = src / "run" if inside == "out" else tmp_path / "run"
+    rep = src / "rep" if inside == "report" else tmp_path / "rep"
+    rc = ablate_main(["--grid", "smoke", "--out", str(out), "--report-dir", str(rep), "--set", f"data.path={src}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "overlaps data.path" in err and len(err.splitlines()) == 1
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # no console.log, no grid.json
+
+
+def test_the_directions_and_search_keys_change_with_the_data_even_when_the_weights_do_not(tmp_path):
+    """The phantom generator's weights come from a seed, not the data; its directions, z regressor,
+    coverage and held-out renders all read the data, so other data means another folder."""
+    from raylatent.ablate import Plan
+
+    grid = load_grid("smoke", ["directions.generators=[phantom]"])
+    folders = []
+    for fp in ("data-A", "data-B"):
+        plan = Plan(grid, tmp_path / "run", tmp_path / "rep")
+        plan.fingerprint, plan.digests = fp, {"phantom": "same-weights"}
+        plan.generators = tmp_path / "gens"
+        folders.append(plan.resolve_directions(log=lambda *_: None))
+    assert folders[0] != folders[1]
+    from raylatent.search.run import search_key_inputs
+
+    sgrid = load_grid(str(Path(__file__).parents[1] / "ablations" / "search-smoke.yaml"))
+    assert not sgrid.search.trains_generators  # the case the data did not reach the key before
+    assert search_key_inputs(sgrid, {"g": "w"}, "data-A") != search_key_inputs(sgrid, {"g": "w"}, "data-B")

@@ -108,6 +108,11 @@ def test_output_folder_safety(hostile_tree, tmp_path, capsys, ray_session):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "not empty and not a raylatent ingest output" in err
     assert (user / "train" / "thesis.tex").read_text() == "years of work"
+    # a manifest anyone could write is no proof the folder is ours: only our marker is
+    (user / "manifest.json").write_text(json.dumps({"version": "ingest-v99"}))
+    rc = ingest_main(["--src", str(hostile_tree), "--out", str(user), "--size", "32"])
+    assert rc == 2 and "not a raylatent ingest output" in capsys.readouterr().err
+    assert (user / "train" / "thesis.tex").read_text() == "years of work"
     # --src X/train --out X: the source lies inside the output
     rc = ingest_main(["--src", str(hostile_tree / "GOOD-1"), "--out", str(hostile_tree), "--size", "32"])
     assert rc == 2 and "must lie outside --src" in capsys.readouterr().err

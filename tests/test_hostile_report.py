@@ -97,3 +97,74 @@ def test_a_train_split_smaller_than_a_batch_is_one_line(run, tmp_path):
     cfg = GeneratorsConfig(size=32, batch_size=4, num_workers=2, epochs=1, keep_last=1, fid_network="fallback")
     with pytest.raises(ConfigError, match=r"the train split has 6 slices, fewer than batch_size x num_workers \(4 x 2\)"):
         train_generator("gan", run / "data" / "d", cfg, tmp_path / "gens")
+
+
+PWN = "<img src=x onerror=\"document.title='pwned'\">"
+
+
+def test_markup_in_every_field_a_page_shows_stays_text_and_no_browser_runs_it(run, tmp_path, capsys):
+    """Rendered-file fields, the data source and a trial's name carry markup: REPORT.md and
+    REPORT.html show it as text, REPORT.html refuses scripts by policy, and a headless browser
+    opening both pages runs nothing (the page title is what a script would change)."""
+    from pathlib import Path
+
+    def renders(man):
+        for e in man["random_vs_discovered"].values():
+            e["discovered"] = PWN
+        if man.get("z_position"):
+            man["z_position"]["trial"] = PWN
+    (ren,) = (run / "directions" / "t").rglob("renders.json")
+    _edit(ren, renders)
+    _edit(run / "latest.json", lambda info: info.__setitem__("data_source", PWN))
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 0, err
+    rep = tmp_path / "rep"
+    md, page = (rep / "REPORT.md").read_text(), (rep / "REPORT.html").read_text()
+    assert "<img src=x" not in md and "<img src=x" not in page and "&lt;img src=x" in page
+    assert "Content-Security-Policy" in page and "script-src" not in page.split("Content-Security-Policy")[1][:200]
+    chromium = Path("/usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium.exists() and sync_playwright is not None:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            try:
+                for name in ("REPORT.html", "explorer.html"):
+                    if (rep / name).exists():
+                        pg = browser.new_page()
+                        pg.goto((rep / name).resolve().as_uri())
+                        pg.wait_for_timeout(300)
+                        assert pg.title() != "pwned", name
+            finally:
+                browser.close()
+
+
+@pytest.mark.parametrize("edit,msg", [
+    (lambda r: r[0]["factors"].__setitem__(PWN, r[0]["factors"]["z"]), "factor"),
+    (lambda r: r[0].__setitem__("labels", [PWN] * len(r[0]["labels"])), "labels must be a list of"),
+])
+def test_names_from_results_are_only_the_known_factors_and_labels(run, tmp_path, capsys, edit, msg):
+    _edit(run / "directions" / "t" / "results.json", edit)
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and msg in err and "<img" not in err, err
+
+
+@pytest.mark.parametrize("name,content,msg", [
+    ("stage_times.json", {PWN: 1.0}, "stage_times.json: damaged"),
+    ("stage_times.json", {"ingest": "fast"}, "stage_times.json: damaged"),
+])
+def test_tampered_run_files_are_one_line(run, tmp_path, capsys, name, content, msg):
+    (run / name).write_text(json.dumps(content))
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and msg in err, err
+
+
+@pytest.mark.parametrize("field,value", [("shifts", ["<b>x</b>"]), ("random_vs_discovered", {PWN: {"file": "a"}})])
+def test_a_tampered_renders_file_is_one_line(run, tmp_path, capsys, field, value):
+    (ren,) = (run / "directions" / "t").rglob("renders.json")
+    _edit(ren, lambda man: man.__setitem__(field, value))
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and f"damaged field {field}" in err, err

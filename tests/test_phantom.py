@@ -1,5 +1,6 @@
 """The synthetic thorax: valid CT DICOM, realistic HU, and each factor driving its own measurement."""
 import csv
+import json
 import hashlib
 
 import numpy as np
@@ -117,3 +118,59 @@ def test_preview_png(cohort, tmp_path):
 def test_reads_back_through_ingest_decoder(cohort):
     frames = read_ct(next(cohort.rglob("0001.dcm")))
     assert frames[0].hu.shape == (64, 64) and frames[0].hu.min() >= -1100
+
+
+def _cli(argv, capsys):
+    from raylatent.phantom import main
+
+    rc = main(argv)
+    return rc, capsys.readouterr().err
+
+
+SMALL = ["--patients", "1", "--slices", "2", "--matrix", "32"]
+
+
+def test_the_cli_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
+    """--out naming a user's folder is refused with one line and left byte for byte as it was;
+    an earlier cohort of ours is replaced, but not once a user added a file to it."""
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("years of work")
+    rc, err = _cli(["--out", str(mine), *SMALL], capsys)
+    assert rc == 2 and "not empty and not a phantom cohort" in err and err.count("\n") == 1
+    assert [p.name for p in mine.iterdir()] == ["chapter1.tex"]
+    ours = tmp_path / "cohort"
+    assert _cli(["--out", str(ours), *SMALL], capsys)[0] == 0
+    assert _cli(["--out", str(ours), *SMALL, "--seed", "1"], capsys)[0] == 0  # ours: replaced by the new cohort
+    assert json.loads((ours / "phantom.json").read_text())["seed"] == 1
+    (ours / "notes.txt").write_text("mine")
+    rc, err = _cli(["--out", str(ours), *SMALL, "--seed", "2"], capsys)
+    assert rc == 2 and (ours / "notes.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--seed", "-1"], "--seed -1"),
+    (["--matrix", "100000"], "--matrix 100000"),
+    (["--patients", "0"], "--patients 0"),
+    (["--slices", "999999"], "--slices 999999"),
+    (["--preview", "/nonexistent-folder/p.png"], "--preview"),
+])
+def test_the_cli_refuses_bad_arguments_in_one_line_before_any_work(tmp_path, capsys, argv, says):
+    base = ["--out", str(tmp_path / "c"), "--patients", "1", "--slices", "2", "--matrix", "32"]
+    rc, err = _cli(base + argv, capsys)
+    assert rc == 2 and says in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_cli_refuses_a_file_or_the_working_folder_as_out(tmp_path, capsys, monkeypatch):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    rc, err = _cli(["--out", str(f), *SMALL], capsys)
+    assert rc == 2 and "is not a folder" in err and f.read_text() == "x"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data.csv").write_text("a,b")
+    monkeypatch.chdir(work)
+    rc, err = _cli(["--out", ".", *SMALL], capsys)
+    assert rc == 2 and "not empty" in err and (work / "data.csv").read_text() == "a,b"

@@ -321,3 +321,33 @@ def test_a_damaged_coverage_file_is_a_one_line_error(tmp_path):
     (run / "directions" / "t" / "coverage.json").write_text('{"gan": {"factors": 3}}')
     with pytest.raises(ConfigError, match="coverage.json: damaged coverage"):
         build_report(run, tmp_path / "report")
+
+
+def test_a_rebuild_killed_midway_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    """The report is built beside its folder and swapped in: a build that dies while the explorer
+    is rewritten keeps the old REPORT.md with every page and image it links; a user's file and a
+    replicate's report inside the folder survive a finished rebuild."""
+    import raylatent.report.build as B
+
+    run = fake_run(tmp_path / "run", good)
+    rep = tmp_path / "rep"
+    md = build_report(run, rep)
+    before = {p.relative_to(rep): p.read_bytes() for p in rep.rglob("*") if p.is_file()}
+    links = re.findall(r"\]\(((?:assets/|explorer)[^)]+)\)", md.read_text())
+    assert links and any(x.startswith("explorer") for x in links)
+
+    def die(records, ddir, rendered, man, cfg, out, **k):
+        (out / "explorer.html").unlink(missing_ok=True)  # what the explorer's writer does first ...
+        raise KeyboardInterrupt  # ... and a kill right then
+    monkeypatch.setattr(B, "write_explorer", die)
+    with pytest.raises(KeyboardInterrupt):
+        build_report(run, rep)
+    assert {p.relative_to(rep): p.read_bytes() for p in rep.rglob("*") if p.is_file()} == before
+    assert all((rep / x).is_file() for x in links)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-built folder left
+    monkeypatch.undo()
+    (rep / "my-notes.txt").write_text("mine")
+    (rep / "replicate-2").mkdir()
+    (rep / "replicate-2" / "REPORT.md").write_text("# replicate 2")
+    build_report(run, rep)
+    assert (rep / "my-notes.txt").read_text() == "mine" and (rep / "replicate-2" / "REPORT.md").is_file()

@@ -145,7 +145,7 @@ def test_interrupted_training_resumes_at_the_next_epoch(shards):
     continues at epoch 2 from them, exports, and only then deletes them."""
     out = shards / "gens-interrupted"
     cfg = GeneratorsConfig(**{**TINY, "max_failures": 0})
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="injected interruption after epoch 1"):  # that failure, no other
         train_generator("vae", shards / "shards", cfg, out, after_epoch=stop_after_epoch_1, log=lambda *_: None)
     assert not (out / "vae" / "metrics.json").exists() and any((out / "ray_train" / "train-vae").glob("checkpoint_*"))
     s = train_generator("vae", shards / "shards", cfg, out, log=lambda *_: None)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from raylatent.interpret.chance import (LOW, best_of_K, calibrate, chance_limits, exceed_target, factor_score,
+from raylatent.interpret.chance import (LOW, ChanceLimits, best_of_K, calibrate, chance_limits, exceed_target, factor_score,
                                         false_find_rates, labelled_rate, pool_scores, score_matrix, tail_limits,
                                         thresholds)
 from raylatent.interpret.labels import FACTORS, factor_recovery, score_directions
@@ -92,6 +92,18 @@ def test_a_factor_no_random_direction_showed_still_needs_a_score_for_large_K():
     assert LOW < lim["unseen"] < 1.0 and lim["seen"] > lim["unseen"] * 0.5
     assert exceed_target(1) == pytest.approx(0.05)
     assert tail_limits(S, ("seen", "unseen"), K=1, level=0.5)["unseen"] == 0.0
+
+
+def test_a_threshold_computed_in_a_task_is_the_one_every_later_record_and_the_table_carry():
+    """The once-per-generator records are judged in a Ray task; the driver takes those thresholds as
+    they are rather than computing them again, so a record and chance.json never disagree."""
+    rng = np.random.default_rng(2)
+    pools = {"g": _null_pool(128, 0.1, rng)}
+    task = ChanceLimits(pools, NAMES)
+    planted = {f: v + 0.01 for f, v in task("g", 8).items()}  # a value no recomputation would give
+    driver = ChanceLimits(pools, NAMES, known={"g": {"8": planted}})
+    assert driver("g", 8) == planted and driver.table()["g"]["8"] == planted
+    assert driver("g", 16) == task("g", 16)  # a K the task never judged: computed once, here
 
 
 @pytest.fixture(scope="module")

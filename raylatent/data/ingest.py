@@ -234,18 +234,16 @@ MARKER = ".raylatent-ingest"  # this folder is ours: its train/, test/ and stagi
 
 def claim_output(src: Path, out: Path) -> None:
     """Refuse an --out that would overwrite or delete what we did not write, and clean up what a
-    killed ingest of ours left behind. Ours = it holds our marker (or an older manifest of ours)."""
+    killed ingest of ours left behind. Ours = it holds our marker file (a manifest.json is not enough)."""
     s, o = src.resolve(), out.resolve()
     if s == o or s in o.parents or o in s.parents:
         raise ConfigError(f"--out {out} overlaps --src {src} (one inside the other); choose an --out outside "
                           f"the source tree (the source is never written)")
     if o.exists() and not o.is_dir():
         raise ConfigError(f"--out {out}: is a file; give a folder (new, or a previous raylatent ingest output)")
-    if o.is_dir() and any(o.iterdir()) and not (o / MARKER).exists():
-        m = load_manifest(o)
-        if not (m and str(m.get("version", "")).startswith("ingest-v")):
-            raise ConfigError(f"--out {out}: not empty and not a raylatent ingest output; give a new or empty "
-                              f"folder (nothing in it was touched)")
+    if o.is_dir() and any(o.iterdir()) and not (o / MARKER).is_file():  # a manifest anyone can write: not proof
+        raise ConfigError(f"--out {out}: not empty and not a raylatent ingest output (no {MARKER} marker); give a "
+                          f"new or empty folder (nothing in it was touched)")
     o.mkdir(parents=True, exist_ok=True)
     if not (o / MARKER).exists():  # a rerun with nothing to do leaves every file as it was
         (o / MARKER).touch()

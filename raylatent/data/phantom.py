@@ -282,15 +282,62 @@ def _dataset(hu: np.ndarray, matrix: int, pid: str, name: str, study: str, serie
     return ds
 
 
+MARKER = ".raylatent-phantom"  # this folder is ours: a cohort written by generate(), replaceable as a whole
+LIMITS = {"patients": (1, 10_000), "slices": (1, 2_000), "matrix": (32, 2_048), "seed": (0, 2 ** 31 - 1)}
+
+
+def check_params(params: PhantomParams) -> None:
+    """Refuse a cohort size outside LIMITS before any work (one line naming the bound)."""
+    from raylatent.errors import ConfigError
+
+    for name, (lo, hi) in LIMITS.items():
+        v = getattr(params, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ConfigError(f"--{name} {v!r}: must be a whole number in [{lo}, {hi}]")
+
+
+def _ours(folder: Path) -> bool:
+    """A folder generate() wrote, holding nothing else: our marker, phantom.json, factors.csv and
+    the patient folders phantom.json lists (nothing a user added would be deleted with it)."""
+    try:
+        if not (folder / MARKER).is_file():
+            return False
+        info = json.loads((folder / "phantom.json").read_text())
+        mine = {MARKER, "phantom.json", "factors.csv",
+                *(f"PHANTOM-{int(info['seed']):03d}-{p:04d}" for p in range(int(info["patients"])))}
+        return all(e.name in mine for e in folder.iterdir())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def claim_folder(out: Path) -> None:
+    """Refuse an --out that holds anything but a cohort of ours (nothing in it is touched)."""
+    from raylatent.errors import ConfigError
+
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ConfigError(f"--out {out}: exists and is not a folder; give a new or empty folder")
+    if out.is_dir() and any(out.iterdir()) and not _ours(out):
+        raise ConfigError(f"--out {out}: not empty and not a phantom cohort written by raylatent (or files were "
+                          f"added to one); give a new or empty folder (nothing in it was touched)")
+
+
 def generate(out: str | os.PathLike, params: PhantomParams, log=print) -> Path:
-    """Write the cohort to `out` (atomically: built beside it, then renamed); skip if done."""
-    out = Path(out)
+    """Write the cohort to `out`: built beside it, then renamed in; skipped if done. An existing
+    `out` is replaced only when it is an earlier cohort of ours and holds nothing else."""
+    check_params(params)
+    out = Path(os.path.abspath(out))
     stamp = out / "phantom.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("key") == params.key():
-        log(f"phantom: {out} is up to date; nothing to do")
-        return out
+    if stamp.is_file():  # nothing is written or deleted on this path
+        try:
+            if json.loads(stamp.read_text()).get("key") == params.key():
+                log(f"phantom: {out} is up to date; nothing to do")
+                return out
+        except (OSError, ValueError, AttributeError):
+            pass  # damaged: written again below, if the folder is ours
+    claim_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     rng = np.random.default_rng(params.seed)
     rows = []
     try:
@@ -315,9 +362,13 @@ def generate(out: str | os.PathLike, params: PhantomParams, log=print) -> Path:
             w.writerows(rows)
         (tmp / "phantom.json").write_text(json.dumps({"key": params.key(), "version": PHANTOM_VERSION,
                                                      **asdict(params)}, indent=1, sort_keys=True))
-        if out.exists():
-            shutil.rmtree(out)
+        (tmp / MARKER).touch()
+        claim_folder(out)  # again: nothing may have been added while the cohort was written
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        if out.is_dir() and any(out.iterdir()):
+            os.replace(out, old)  # ours (claimed above): moved aside, removed once the new one is in
         os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"phantom: {params.patients} patients x {params.slices} slices at {params.matrix}^2 -> {out}")

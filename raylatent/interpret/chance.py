@@ -142,8 +142,11 @@ class ChanceLimits:
     """Thresholds per generator and K from each generator's scored pool, computed when first asked
     (a closed-form method's K is known only once it has run)."""
 
-    def __init__(self, pools: dict[str, np.ndarray], factors):
-        self.pools, self.factors, self._memo = pools, tuple(factors), {}
+    def __init__(self, pools: dict[str, np.ndarray], factors, known: dict | None = None):
+        """`known`: thresholds already computed elsewhere ({kind: {K: limits}}, as `table()` gives
+        them), taken as they are, so every record and chance.json carry one value per (kind, K)."""
+        self.pools, self.factors = pools, tuple(factors)
+        self._memo = {(kind, int(K)): dict(lim) for kind, byK in (known or {}).items() for K, lim in byK.items()}
 
     def __call__(self, kind: str, K: int) -> dict[str, float] | None:
         if kind not in self.pools:

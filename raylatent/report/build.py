@@ -4,8 +4,11 @@ directory rebuilds its report on a laptop."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +33,39 @@ from raylatent.report.truth import ground_truth_section
 LATEST = "latest.json"
 
 
+MARKER = ".raylatent-report"
+BUILT = {"REPORT.md", "REPORT.html", "results.json", "assets", EXPLORER_PAGE, MARKER}  # what a build writes
+
+
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: str = "",
                  cfg: ReportConfig | None = None) -> Path:
-    run_dir, out = Path(run_dir), Path(out)
+    """Build the report beside `out`, then swap it in: a build killed midway leaves the previous
+    report whole (REPORT.md never links to a page that is gone). What `out` holds beyond a build's
+    own files (replicates' reports, anything a user put there) moves into the new folder."""
+    out = Path(os.path.abspath(out))
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder for the report")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.parent.glob(f".{out.name}.building-*"), *out.parent.glob(f".{out.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # a killed build's, named by us
+    tag = uuid.uuid4().hex[:8]
+    stage, old = out.with_name(f".{out.name}.building-{tag}"), out.with_name(f".{out.name}.old-{tag}")
+    try:
+        _build(Path(run_dir), stage, grid_name, cfg)
+        (stage / MARKER).touch()
+        if out.is_dir():
+            for entry in out.iterdir():
+                if entry.name not in BUILT and not (stage / entry.name).exists():
+                    os.replace(entry, stage / entry.name)  # kept: a replicate's report, a user's file
+            os.replace(out, old)
+        os.replace(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out / "REPORT.md"
+
+
+def _build(run_dir: Path, out: Path, grid_name: str, cfg: ReportConfig | None) -> None:
     latest = run_dir / LATEST
     if not latest.exists():
         raise ConfigError(f"{run_dir}: no {LATEST} (not a raylatent run directory; run python -m raylatent.ablate)")
@@ -101,7 +134,6 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: 
     text = "\n".join(md) + "\n"
     (out / "REPORT.md").write_text(text)
     write_html(text, out / "REPORT.html", title=title)
-    return out / "REPORT.md"
 
 
 def _manifest(rendered: Path) -> dict:
@@ -113,6 +145,7 @@ def _manifest(rendered: Path) -> dict:
     except (OSError, ValueError, TypeError):
         raise ConfigError(f"{rendered / MANIFEST}: missing or damaged (rerun python -m raylatent.ablate: "
                           f"the directions stage renders the report's images again)") from None
+    _check_manifest(man, rendered / MANIFEST)
     for entry in [*man["charts"].values(), *(e["file"] for e in man["random_vs_discovered"].values()),
                   *(e["file"] for e in man["interpolation"].values()),
                   *(e["file"] for e in man.get("explorer", {}).values())] + ([man["z_position"]["file"]] if man.get("z_position") else []):
@@ -120,11 +153,38 @@ def _manifest(rendered: Path) -> dict:
     return man
 
 
+def _check_manifest(man: dict, path: Path) -> None:
+    """The fields of renders.json the report draws or prints, by type (names of generators only
+    from the registry, shifts only numbers): a tampered file is one line naming the field."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    kinds = set(kind_names())
+    checks = {
+        "shifts": isinstance(man.get("shifts"), list) and man["shifts"] and all(number(v) for v in man["shifts"]),
+        "sweep": "sweep" not in man or (isinstance(man["sweep"], list) and all(number(v) for v in man["sweep"])),
+        "charts": isinstance(man.get("charts"), dict),
+        "random_vs_discovered": isinstance(man.get("random_vs_discovered"), dict) and all(
+            k in kinds and isinstance(e, dict) and isinstance(e.get("discovered"), str)
+            for k, e in man["random_vs_discovered"].items()),
+        "interpolation": isinstance(man.get("interpolation"), dict) and all(
+            k in kinds and isinstance(e, dict) for k, e in man["interpolation"].items()),
+        "z_position": not man.get("z_position") or (
+            isinstance(man["z_position"], dict) and isinstance(man["z_position"].get("trial"), str)
+            and isinstance(man["z_position"].get("direction"), int)),
+        "explorer": isinstance(man.get("explorer", {}), dict),
+    }
+    for field, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"{path}: damaged field {field} (rerun python -m raylatent.ablate: the directions "
+                              f"stage renders the report's images again)")
+
+
 def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
     man = json.loads((dirs["data"] / "manifest.json").read_text())
     gens = {k: json.loads((dirs["generators"] / k / "metrics.json").read_text())
             for k in kind_names() if (dirs["generators"] / k / "metrics.json").exists()}
-    times = json.loads((run_dir / "stage_times.json").read_text()) if (run_dir / "stage_times.json").exists() else {}
+    times = _stage_times(run_dir / "stage_times.json")
     from importlib.metadata import version  # the report never imports ray itself
 
     versions = {"python": platform.python_version(), "torch": torch.__version__,
@@ -148,6 +208,24 @@ def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
         lines.append("- Wall time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ".")
     lines.append("- Software: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
     return lines + [""]
+
+
+STAGES = ("ingest", "generators", "directions", "search", "report")
+
+
+def _stage_times(path: Path) -> dict[str, float]:
+    """stage_times.json: seconds per known stage (a damaged file is one line naming it)."""
+    if not path.exists():
+        return {}
+    try:
+        times = json.loads(path.read_text())
+        if not (isinstance(times, dict) and set(times) <= set(STAGES) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in times.values())):
+            raise ValueError("fields")
+    except (OSError, ValueError):
+        raise ConfigError(f"{path}: damaged (expected seconds per stage, one of {list(STAGES)}); delete it and "
+                          f"rerun python -m raylatent.ablate") from None
+    return times
 
 
 def _num(v, fmt: str = ".2f") -> str:
@@ -284,7 +362,7 @@ def _random_vs_discovered(rendered: Path, man: dict, cfg: ReportConfig, assets: 
         F.grid_png(both, assets / name, [f"dir {i}" for i in range(len(left))],
                    col_labels=[*F.shift_labels(man["shifts"]), "", *F.shift_labels(man["shifts"])])
         md += [f"{gen.upper()}: {len(left)} random directions (left) and the first {len(left)} of "
-               f"{entry['discovered']} (right).", "", f"![random vs discovered {gen}](assets/{name})", ""]
+               f"{esc(entry['discovered'])} (right).", "", f"![random vs discovered {gen}](assets/{name})", ""]
     return md
 
 
@@ -298,7 +376,7 @@ def _z_figure(rendered: Path, man: dict, cfg: ReportConfig, assets: Path) -> lis
     imgs = F.window(load_rendered(rendered, z["file"])["images"], w["center"], w["width"])
     F.grid_png(imgs, assets / name, [f"latent {i + 1}" for i in range(len(imgs))],
                col_labels=F.shift_labels(man["shifts"]))
-    return md + [f"{z['trial']}, direction {z['direction']} ({esc(z['how'])}): a row per random latent, a "
+    return md + [f"{esc(z['trial'])}, direction {z['direction']} ({esc(z['how'])}): a row per random latent, a "
                  f"column per shift ε (labelled on top), {esc(w['name'])} window (C {w['center']}, W {w['width']} "
                  "HU).", "", f"![z-position](assets/{name})", ""]
 

@@ -12,6 +12,8 @@ reads files.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
@@ -114,7 +116,14 @@ def read_page_data(path: Path) -> dict:
 def _page(data: dict, title: str) -> str:
     blob = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")  # no "</script" or "<!--" in the script
     fill = {"__TITLE__": html.escape(title or "raylatent explorer"), "__DATA__": f"{DATA_START}{blob}{DATA_END}"}
-    return re.sub("__TITLE__|__DATA__", lambda m: fill[m.group()], _HTML)  # one pass: no token inside a value
+    page = re.sub("__TITLE__|__DATA__", lambda m: fill[m.group()], _HTML)  # one pass: no token inside a value
+    # the page's own script is the only one a browser may run (its hash), whatever the data holds
+    script = page[page.index("<script>") + len("<script>"):page.index("</script>")]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    csp = (f"default-src 'none'; script-src 'sha256-{digest}'; img-src 'self' file: data:; "
+           "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
+    return page.replace("<meta charset=\"utf-8\">",
+                        f"<meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">", 1)
 
 
 _HTML = """<!doctype html>
@@ -250,10 +259,11 @@ function show() {
   const eps = DATA.sweep[s];
   $("eps").textContent = "\\u03b5 = " + (eps >= 0 ? "+" : "") + eps.toFixed(2) + (eps === 0 ? " (original)" : "");
   $("view").dataset.frame = c.trial + "/" + d.k + "/" + s + "/" + wi;
-  let t = "<span class='label'></span> \\u2014 " + "direction " + d.k + " of " + c.trial;
-  const info = $("info");
-  info.innerHTML = t + "<br><span class='scores'></span><br><span class='verdict'></span><br><span class='conf'></span>";
+  const info = $("info");  // fixed markup; every value from the data goes in as text, never as HTML
+  info.innerHTML = "<span class='label'></span> \\u2014 <span class='where'></span><br><span class='scores'></span>"
+    + "<br><span class='verdict'></span><br><span class='conf'></span>";
   info.querySelector(".label").textContent = d.label;
+  info.querySelector(".where").textContent = "direction " + d.k + " of " + c.trial;
   info.querySelector(".scores").textContent = d.rho === null ? "no attribute scores (the direction is unlabelled)"
     : "\\u03c1(" + d.attribute + ") " + sgn(d.rho) + ", purity " + fmt(d.purity, 2)
       + (d.score === null ? "" : ", score " + fmt(d.score, 2)

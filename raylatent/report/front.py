@@ -2,6 +2,7 @@
 panel per generator), where to go next, and the HTML version of the whole report."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from raylatent.report.config import ReportConfig
@@ -12,14 +13,45 @@ from raylatent.report.controls import control_found
 from raylatent.report.records import esc
 
 
+# REPORT.html runs no script: a policy the browser enforces even if a field slipped through unescaped
+CSP = ("default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; base-uri 'none'; "
+       "form-action 'none'")
+_FOLD = re.compile(r'^(?:<details markdown="1">|</details>|<summary>[^<>]*</summary>)$')  # the report's own tags
+_SCRIPT_URL = re.compile(r'\b(href|src)="\s*(?:javascript|vbscript|data):[^"]*"', re.I)
+
+
+def markdown_to_html(markdown_text: str) -> str:
+    """The report's Markdown as HTML with raw HTML off: any tag in the text shows as text, except
+    the few fold tags the report writes itself (whole lines, in an allow-list)."""
+    import markdown
+
+    parts, chunk = [], []
+
+    def flush():
+        if chunk:
+            md = markdown.Markdown(extensions=["tables", "fenced_code"])
+            md.preprocessors.deregister("html_block")
+            md.inlinePatterns.deregister("html")
+            parts.append(md.convert("\n".join(chunk)))
+            chunk.clear()
+    for line in markdown_text.split("\n"):
+        if _FOLD.match(line.strip()):
+            flush()
+            parts.append(line.strip().replace(' markdown="1"', ""))
+        else:
+            chunk.append(line)
+    flush()
+    return _SCRIPT_URL.sub(r'\1="#"', "\n".join(parts))
+
+
 def write_html(markdown_text: str, path: Path, title: str) -> None:
     """REPORT.html beside REPORT.md (same assets folder): what a browser or a colleague opens."""
     import html
 
-    import markdown
-
-    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code", "md_in_html"])
-    path.write_text(f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    body = markdown_to_html(markdown_text)
+    path.write_text(f"<!doctype html>\n<html><head><meta charset='utf-8'>"
+                    f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+                    f"<title>{html.escape(title)}</title>"
                     "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
                     "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px}"
                     "img{max-width:100%}</style></head><body>\n" + body + "\n</body></html>\n")

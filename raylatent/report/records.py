@@ -15,7 +15,10 @@ import re
 from pathlib import Path
 
 from raylatent.errors import ConfigError
+from raylatent.data.factors import FACTORS
 from raylatent.discovery.records import NO_RECONSTRUCTOR, Trial
+
+LABELS = frozenset({*FACTORS, "none", "entangled"})  # what the labeller can call a direction
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
@@ -75,13 +78,22 @@ def load_records(path: Path) -> list[dict]:
         r["trial"] = trial.name
         if r.get("directions") != trial.directions_file:
             raise ConfigError(f"{where}: directions {r.get('directions')!r} (expected {trial.directions_file})")
+        if not isinstance(r.get("factors") or {}, dict):
+            raise ConfigError(f"{where}: factors must be a mapping")
         for name, f in (r.get("factors") or {}).items():
+            if name not in FACTORS:  # names reach headings, tables and the explorer: only the known ones
+                raise ConfigError(f"{where}: factor {esc(name)[:60]!r} (expected one of {list(FACTORS)})")
             if not (isinstance(f, dict) and _number_or_none(f.get("rho")) and f.get("rho") is not None
                     and _number_or_none(f.get("purity")) and f.get("purity") is not None
                     and isinstance(f.get("found"), bool) and isinstance(f.get("direction"), int)):
                 raise ConfigError(f"{where}: factors.{name} {f!r} (expected direction, rho, purity, found)")
-        if "labels" in r and not (isinstance(r["labels"], list) and all(isinstance(x, str) for x in r["labels"])):
-            raise ConfigError(f"{where}: labels must be a list of strings")
+        if "labels" in r and not (isinstance(r["labels"], list) and all(x in LABELS for x in r["labels"])):
+            raise ConfigError(f"{where}: labels must be a list of {sorted(LABELS)}")
+        truth = r.get("truth")
+        if truth is not None and not (isinstance(truth, dict) and all(
+                isinstance(truth.get(k, {}), dict) and set(truth.get(k, {})) <= set(FACTORS)
+                for k in ("matched_cos", "best_cos"))):
+            raise ConfigError(f"{where}: truth must name only the factors {list(FACTORS)}")
     return records
 
 

@@ -261,7 +261,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
     cleared first."""
     from ray import tune
 
-    from raylatent.tune.trials import generator_weights
+    from raylatent.tune.trials import generator_weights, keep_earlier_trials
 
     s, d = grid.search, grid.directions
     out = Path(out).resolve()
@@ -272,6 +272,7 @@ def run_search(generators_dir: str | os.PathLike, grid, out: str | os.PathLike, 
         log(f"search: {out / RESULTS} exists; skipping")
         return json.loads((out / RESULTS).read_text())
     if not resume:
+        keep_earlier_trials(out / "trials", "search")
         for stale in ("trials", *(p.name for p in out.glob(f"{EXPERIMENT}*"))):
             if (out / stale).exists():
                 shutil.rmtree(out / stale)
@@ -414,16 +415,17 @@ def fixed_kinds(grid) -> list[str]:
 
 def search_key_inputs(grid, digests: dict, data: str | None = None) -> dict:
     """What the search folder is keyed by (scheduling settings left out): the generators it
-    reads (their digests) and, when trials train their own, the data and the generator settings."""
+    reads (their digests), the data it reads (z regressor, held-out slices; a seeded generator's
+    weights do not change with it) and, when trials train their own, the generator settings."""
     from raylatent.discovery import DISCOVERY_VERSION
     from raylatent.stages import science
     from raylatent.train import GENERATORS_VERSION
 
     sd = {k: v for k, v in grid.search.to_dict().items() if k != "max_concurrent"}
-    key = {"generators": digests, "settings": science("directions", grid.to_dict()["directions"]),
+    key = {"data": data, "generators": digests, "settings": science("directions", grid.to_dict()["directions"]),
            "search": sd, "code": [DISCOVERY_VERSION, SEARCH_VERSION]}
     if grid.search.trains_generators:
-        key.update(data=data, trained=science("generators", grid.to_dict()["generators"]),
+        key.update(trained=science("generators", grid.to_dict()["generators"]),
                    code=key["code"] + [GENERATORS_VERSION])
     return key
 

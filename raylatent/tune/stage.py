@@ -30,7 +30,8 @@ from raylatent.discovery.records import (LABELS, NO_RECONSTRUCTOR, RESULTS, Tria
 from raylatent.discovery.runner import run
 from raylatent.discovery.step import Discovery, DiscoveryConfig
 from raylatent.interpret.reading import label_directions, truth_of
-from raylatent.tune.trials import TrialFolder, directions_of, generator_from_store, generator_weights, trial_device
+from raylatent.tune.trials import (TrialFolder, directions_of, generator_from_store, generator_weights, keep_earlier_trials,
+                                   trial_device)
 
 EXPERIMENT = "tune"
 TENSORBOARD = "tensorboard"  # the trials' own event files (curves, direction sweeps), one folder each
@@ -172,6 +173,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
             log(f"directions: restoring the interrupted experiment at {out}: {len(done)} of {len(trials)} trials "
                 f"finished, the others continue from their last checkpoint")
     else:
+        keep_earlier_trials(out / "trials", "directions")
         for stale in ("trials", CHANCE, TENSORBOARD, *(p.name for p in out.glob(f"{EXPERIMENT}*"))):
             if (out / stale).is_dir():
                 shutil.rmtree(out / stale)
@@ -231,7 +233,10 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     from raylatent.interpret.labels import FACTORS
 
     results = {kind: ray.get(job) for kind, job in jobs.items()}
-    limits = ChanceLimits({k: np.asarray(entry["scores"]) for k, (entry, _, _) in results.items()}, FACTORS)
+    # the thresholds the once-per-generator records were judged by in their tasks, taken as they are:
+    # each (generator, K) threshold is computed once, so the records and chance.json cannot disagree
+    limits = ChanceLimits({k: np.asarray(entry["scores"]) for k, (entry, _, _) in results.items()}, FACTORS,
+                          known={k: entry.get("judged", {}) for k, (entry, _, _) in results.items()})
     records: list[TrialRecord] = [record_of(out, t, d.gamma, limits(t.generator, t.K)) for t in trials]
     records += [r for _, closed, _ in results.values() for r in closed]
     coverage = {k: cov for k, (_, _, cov) in results.items() if cov is not None}
@@ -242,7 +247,8 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
         for K in ([int(k) for k in r.found_by_K] if r.found_by_K is not None
                   else [r.K] if r.reconstructor == NO_RECONSTRUCTOR else []):
             limits(r.generator, K)  # so chance.json lists the thresholds the closed-form and control rows were held to
-    write_json(out / CHANCE, {k: {**entry, "quantile": 0.95, "K": limits.table().get(k, {})}
+    write_json(out / CHANCE, {k: {**{f: v for f, v in entry.items() if f != "judged"}, "quantile": 0.95,
+                                  "K": limits.table().get(k, {})}
                               for k, (entry, _, _) in results.items()}, indent=1)
     rows = [r.to_dict() for r in sorted(records, key=lambda r: r.trial)]
     write_json(out / RESULTS, rows, indent=1)
@@ -317,6 +323,7 @@ def generator_scores(kind: str, state: dict, gcfg: dict, digest: str, zreg, pool
     limits = ChanceLimits({kind: np.asarray(entry["scores"])}, FACTORS)
     once = closed_form_records({kind: G}, {kind: digest}, k_closed, zreg, Path(out), limits, couplings=couplings,
                                control_Ks=control_Ks)
+    entry = {**entry, "judged": limits.table().get(kind, {})}  # what the records above were held to
     cov = None
     if data is not None:
         from raylatent.interpret.coverage import coverage

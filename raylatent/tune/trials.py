@@ -58,6 +58,22 @@ def directions_of(disc: Discovery) -> dict:
     return {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in disc.A.arrays().items()}
 
 
+def keep_earlier_trials(trials_dir: Path, stage: str) -> None:
+    """A run without --resume over a folder where trials already finished or checkpointed is
+    refused (one line naming --resume), never started over: that work may be hours of GPU time."""
+    from raylatent.errors import ConfigError
+
+    if not Path(trials_dir).is_dir():
+        return
+    folders = [p for p in Path(trials_dir).iterdir() if p.is_dir()]
+    done = sum((p / RECORD).is_file() for p in folders)
+    started = sum((p / CURVE).is_file() and not (p / RECORD).is_file() for p in folders)
+    if done or started:
+        raise ConfigError(f"{stage}: {trials_dir.parent} holds {done} finished and {started} started trials of an "
+                          f"earlier run of this grid; rerun with --resume to keep them (or delete that folder to "
+                          f"start over)")
+
+
 class TrialFolder:
     """A trial's own folder: its curve, and per discovery run (one, or a search's replicates, each
     in a sub-folder) a checkpoint and its directions; the record last."""
@@ -95,4 +111,4 @@ class TrialFolder:
             slim_checkpoint(self.path / sub)
 
 
-__all__ = ["TrialFolder", "directions_of", "generator_from_store", "generator_weights", "trial_device"]
+__all__ = ["TrialFolder", "directions_of", "keep_earlier_trials", "generator_from_store", "generator_weights", "trial_device"]
