@@ -246,6 +246,9 @@ def _quiet_workers_without_state_api() -> None:
 def run_all(plan: Plan, args) -> int:
     """Every stage, its console also saved with timestamps in RUN_DIR/console.log."""
     from raylatent.console import tee_console
+    from raylatent.monitor import check_reachable
+
+    check_reachable(plan.grid.monitor)  # before anything is written or started
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     restore = tee_console(plan.run_dir / "console.log")

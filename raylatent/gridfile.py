@@ -47,6 +47,51 @@ def _build(cls, values: dict, where: str):
         raise ConfigError(f"{where}: {e}") from None
 
 
+MAX_GRID_BYTES = 1 << 20     # a grid is a page of settings; the shipped ones are under 10 KB
+MAX_YAML_NODES = 100_000     # values after every alias is expanded (an alias bomb expands to billions)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (a second `generators:` section would
+    silently replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many values `node` stands for once its aliases are copied out (shared nodes counted
+    once per use, each node's count computed once)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a cycle counts once (safe_load builds it as a shared object)
+    if isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        n = 1
+    memo[id(node)] = n
+    if n > MAX_YAML_NODES:
+        raise yaml.YAMLError(f"more than {MAX_YAML_NODES} values once its aliases are expanded")
+    return n
+
+
+def read_yaml(text: str):
+    """safe_load, with aliases bounded (MAX_YAML_NODES after expansion) and duplicate keys refused."""
+    node = yaml.compose(text, Loader=_UniqueKeyLoader)
+    if node is None:
+        return None
+    _expanded_size(node, {})
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _set(tree: dict, dotted: str, raw: str) -> None:
     keys = dotted.split(".")
     node = tree
@@ -55,7 +100,7 @@ def _set(tree: dict, dotted: str, raw: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {dotted}: {k} is not a section")
     try:
-        node[keys[-1]] = yaml.safe_load(raw)
+        node[keys[-1]] = read_yaml(raw)
     except yaml.YAMLError:
         raise ConfigError(f"--set {dotted}={raw}: not a valid YAML value") from None
 
@@ -68,8 +113,14 @@ def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
     if not p.exists():
         known = ", ".join(sorted(x.stem for x in GRIDS_DIR.glob("*.yaml")))
         raise ConfigError(f"--grid {name_or_path}: no such grid ({p}); known: {known}, or a path to a .yaml")
+    if not p.is_file():  # a FIFO would block the read forever, a folder cannot be read
+        raise ConfigError(f"--grid {name_or_path}: not a regular file; give a grid .yaml file")
+    if p.stat().st_size > MAX_GRID_BYTES:
+        raise ConfigError(f"--grid {p}: {p.stat().st_size} bytes, over the {MAX_GRID_BYTES} a grid file may have")
     try:
-        tree = yaml.safe_load(p.read_text()) or {}
+        tree = read_yaml(p.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text; a grid is a YAML file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -94,4 +145,7 @@ def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
         from raylatent.search.space import SearchConfig
 
         sections["search"] = _build(SearchConfig, tree["search"], "search")
-    return Grid(name=str(tree.get("name", p.stem)), **sections)
+    name = tree.get("name", p.stem)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{p}: name {name!r}: expected a text name (one folder name)")
+    return Grid(name=name, **sections)

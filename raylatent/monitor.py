@@ -80,8 +80,31 @@ class MonitorConfig:
         return [n for n, on in (("mlflow", self.mlflow), ("wandb", self.wandb_project)) if on]
 
 
+SERVER_TIMEOUT_S = 5  # a tracking server that does not answer in this long is reported, not waited for
+
+
+def check_reachable(cfg: MonitorConfig | None, timeout: float = SERVER_TIMEOUT_S) -> None:
+    """Before any work: an http(s) MLflow server must accept a connection within `timeout` (a closed
+    port used to mean minutes of silent retries and then a traceback)."""
+    import socket
+
+    if cfg is None or not cfg.mlflow or urlparse(cfg.mlflow).scheme not in ("http", "https"):
+        return
+    u = urlparse(cfg.mlflow)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname, port), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"monitor.mlflow {cfg.mlflow}: no tracking server answers at {u.hostname}:{port} "
+                          f"({type(e).__name__}, {timeout:g} s); start it, or set monitor.mlflow to a folder "
+                          f"(file:./mlruns) or leave it empty") from None
+
+
 def prepare_env(cfg: MonitorConfig) -> None:
     """Environment the trackers read in this process (the driver, or Train's controller)."""
+    if cfg.mlflow and urlparse(cfg.mlflow).scheme in ("http", "https"):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")  # MLflow's defaults: 120 s, 7 retries
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     if cfg.mlflow and urlparse(cfg.mlflow).scheme == "file":
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses its file store otherwise
     if cfg.wandb_project:

@@ -91,6 +91,14 @@ def test_exclude_rules_remove_exactly_the_matching_cells():
     ("data: {}\n", ["generators.gan_width=100000"], "generators.gan_width: 100000"),
     ("data: {}\n", ["name=../../x"], "name '../../x': a grid name is one folder name"),
     ("data: {}\n", ["name=/tmp/abs"], "name '/tmp/abs'"),
+    # issue 27: silently wrong, or hangs and bombs
+    ("generators: {epochs: 2}\ngenerators: {epochs: 3}\n", [], "key 'generators' given twice"),
+    ("name: null\n", [], "name None: expected a text name"),
+    ("data: {}\n", ["directions.seeds=[0,0]"], "directions.seeds: [0, 0]"),
+    ("data: {}\n", ["data.phantom_seed=-1"], "data.phantom_seed"),
+    ("a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\ndata: {path: *e}\n", [],
+     "values once its aliases are expanded"),
 ])
 def test_bad_grids_give_one_line_errors(tmp_path, capsys, text, override, msg):
     p = tmp_path / "g.yaml"
@@ -253,3 +261,17 @@ def test_the_directions_and_search_keys_change_with_the_data_even_when_the_weigh
     sgrid = load_grid(str(Path(__file__).parents[1] / "ablations" / "search-smoke.yaml"))
     assert not sgrid.search.trains_generators  # the case the data did not reach the key before
     assert search_key_inputs(sgrid, {"g": "w"}, "data-A") != search_key_inputs(sgrid, {"g": "w"}, "data-B")
+
+
+def test_a_grid_that_is_a_fifo_or_too_large_is_refused_without_reading_it(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "g.yaml"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: forever
+    assert ablate_main(["--grid", str(fifo), "--dry-run"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    assert ablate_main(["--grid", str(big), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "over the 1048576 a grid file may have" in err and err.count("\n") == 1

@@ -135,3 +135,49 @@ def test_phantom_factors_are_carried_through(tmp_path, ray_session):
     # the phantom's own z order and the header's z order agree: factor_z == slice_frac
     for sp in both:
         np.testing.assert_allclose(sp.columns["factor_z"], sp.columns["slice_frac"], atol=1e-6)
+
+
+def test_the_salt_file_is_private_from_its_first_byte(tmp_path, monkeypatch):
+    """Created with mode 600 (no moment in which another user could read it, so no chmod after)."""
+    import os
+    import stat
+
+    from raylatent.data.config import resolve_salt
+
+    monkeypatch.delenv("RAYLATENT_SALT", raising=False)
+    monkeypatch.setenv("RAYLATENT_HOME", str(tmp_path / "home"))
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):  # the moment the salt is complete, before it is in place
+        seen.append(stat.S_IMODE(os.stat(src).st_mode))
+        return real_replace(src, dst)
+
+    def chmod(*a, **k):
+        raise AssertionError("the salt was written with wider permissions, then narrowed")
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "chmod", chmod)
+    old = os.umask(0o022)
+    try:
+        salt = resolve_salt()
+    finally:
+        os.umask(old)
+    assert len(salt) == 32 and seen == [0o600]
+    assert stat.S_IMODE((tmp_path / "home" / "salt").stat().st_mode) == 0o600
+    assert resolve_salt() == salt
+
+
+def test_a_factors_table_that_is_a_fifo_or_damaged_is_one_line(tmp_path):
+    import os
+
+    from raylatent.data.ingest import read_factors
+
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkfifo(src / "factors.csv")  # reading it would wait for a writer forever
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_factors(str(src), "salt")
+    (src / "factors.csv").unlink()
+    (src / "factors.csv").write_text("sop_instance_uid,factor_width\n1.2.3,wide\n")
+    with pytest.raises(ConfigError, match="damaged"):
+        read_factors(str(src), "salt")

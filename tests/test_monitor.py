@@ -195,3 +195,24 @@ def test_directions_stage_logs_to_mlflow_and_tensorboard(tmp_path, ray_session):
         assert (folder / RECORD).exists() and torch.load(folder / CKPT, weights_only=True)["opt_R"] is None
     assert json.loads((out / "results.json").read_text())  # the stage finished as before
     assert not list(Path(out).rglob(".discovery.pt.*"))  # no temporary files left behind
+
+
+def test_an_mlflow_server_that_does_not_answer_is_one_line_before_any_work(tmp_path, capsys):
+    import socket
+    import time
+
+    import pytest as _pytest
+
+    from raylatent.ablate import main as ablate_main
+
+    _pytest.importorskip("mlflow")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there now
+    t = time.time()
+    rc = ablate_main(["--grid", "smoke", "--out", str(tmp_path / "run"), "--report-dir", str(tmp_path / "rep"),
+                      "--set", f"monitor.mlflow=http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"no tracking server answers at 127.0.0.1:{port}" in err and len(err.splitlines()) == 1
+    assert time.time() - t < 30 and not (tmp_path / "run").exists()

@@ -24,8 +24,9 @@ def resolve_salt(explicit: str | None = None) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(secrets.token_hex(16))
-        os.chmod(tmp, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(16))
         os.replace(tmp, path)
     return path.read_text().strip()
 
@@ -70,5 +71,7 @@ class DataConfig:
         if self.path and not Path(self.path).expanduser().is_dir():
             raise ConfigError(f"data.path {self.path}: no such folder (give a LIDC-IDRI/DICOM folder, "
                               f"or leave data.path empty for the built-in phantom)")
-        _check_ranges(self, "data", {"patients": (1, 100_000), "slices": (1, 10_000), "matrix": (16, 4096),
-                                     "size": (8, 1024), "test_frac": (0, 1, "()")})
+        # the phantom's own bounds (data/phantom.LIMITS) where the phantom is drawn
+        _check_ranges(self, "data", {"patients": (1, 10_000), "slices": (1, 2_000), "matrix": (32, 2_048),
+                                     "size": (8, 1024), "test_frac": (0, 1, "()"), "phantom_seed": (0, 2 ** 31 - 1),
+                                     "split_seed": (0, 2 ** 32 - 1)})

@@ -39,6 +39,7 @@ from raylatent.data.dicom import (SkipFile, find_files, hu_to_model, pseudonym_p
                                   scan_header)
 
 INGEST_VERSION = "ingest-v2"
+MAX_FACTORS_BYTES = 256 << 20  # ~1.5 million slices' factors
 FACTORS_FILE = "factors.csv"
 SIDECARS = {FACTORS_FILE, "phantom.json"}  # the phantom's own files at the top of --src
 MANIFEST = "manifest.json"
@@ -151,14 +152,23 @@ def split_patients(patient_keys: list[str], test_frac: float, seed: int) -> dict
 def read_factors(src: str, salt: str) -> tuple[dict[str, dict[str, float]], list[str]]:
     """factors.csv (phantom ground truth), keyed by salted SOP key; ([], {}) when absent."""
     path = Path(src) / FACTORS_FILE
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return {}, []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        names = [c for c in (reader.fieldnames or []) if c.startswith("factor_")]
-        if "sop_instance_uid" not in (reader.fieldnames or []):
-            raise ConfigError(f"{path}: needs a sop_instance_uid column (regenerate it with raylatent.phantom)")
-        table = {salted_key(salt, r["sop_instance_uid"]): {n: float(r[n]) for n in names} for r in reader}
+    if not path.is_file():  # a FIFO would block the read forever
+        raise ConfigError(f"{path}: not a regular file (regenerate it with raylatent.phantom, or remove it)")
+    if path.stat().st_size > MAX_FACTORS_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes, over the {MAX_FACTORS_BYTES} a factors table may have")
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            names = [c for c in (reader.fieldnames or []) if c.startswith("factor_")]
+            if "sop_instance_uid" not in (reader.fieldnames or []):
+                raise ConfigError(f"{path}: needs a sop_instance_uid column (regenerate it with raylatent.phantom)")
+            table = {salted_key(salt, r["sop_instance_uid"]): {n: float(r[n]) for n in names} for r in reader}
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{path}: damaged ({type(e).__name__}); regenerate it with raylatent.phantom") from None
     return table, names
 
 

@@ -81,8 +81,10 @@ class DirectionsConfig:
             steps = r["steps"]
             if not (isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 100_000_000):
                 raise ConfigError(f"directions.iterations: steps {steps!r} in {r} (a whole number >= 1)")
-        if not self.seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.seeds):
-            raise ConfigError(f"directions.seeds: {list(self.seeds)} (a non-empty list of whole numbers, e.g. [0])")
+        if (not isinstance(self.seeds, (list, tuple)) or not self.seeds or len(set(self.seeds)) != len(self.seeds)
+                or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 31 for x in self.seeds)):
+            raise ConfigError(f"directions.seeds: {self.seeds if not isinstance(self.seeds, tuple) else list(self.seeds)} "
+                              f"(a non-empty list of distinct whole numbers in [0, 2^31), e.g. [0, 1])")
         _check_ranges(self, "directions", {
             "batch": (2, 65_536), "gamma": (0, 1000), "lr": (0, 10, "(]"), "lr_directions": (0, 10),
             "shift_scale": (0, 1000, "(]"), "min_shift": (0, 1000), "recon_width": (0, 64, "(]"),
