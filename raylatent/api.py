@@ -12,6 +12,7 @@ no Ray, so it works on a laptop with a run copied from a cluster.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,8 +167,14 @@ def load_run(path: str | Path) -> Run:
     if not latest.is_file():
         raise ConfigError(f"{path}: no latest.json (not a finished run; run python -m raylatent.ablate "
                           f"--out {path} first)")
-    stages = json.loads(latest.read_text())["stages"]
-    results = path / stages["directions"] / "results.json"
-    if not results.is_file():
-        raise ConfigError(f"{results}: missing (the directions stage did not finish; rerun with --resume)")
-    return Run(path, json.loads(results.read_text()), stages)
+    from raylatent.report.records import inside, load_records, read_json_in
+
+    info = read_json_in(latest, path)
+    stages = info.get("stages") if isinstance(info, dict) else None
+    if not (isinstance(stages, dict) and all(isinstance(stages.get(k), str) for k in ("generators", "directions"))):
+        raise ConfigError(f"{latest}: not a raylatent run record (no stages; rerun python -m raylatent.ablate)")
+    # every folder the run names stays inside it (a link or '..' out of it is refused)
+    stages = {k: os.path.relpath(inside(path, v, f"stages.{k}", latest), path) if isinstance(v, str) else v
+              for k, v in stages.items()}
+    ddir = path / stages["directions"]
+    return Run(path, load_records(ddir / "results.json", ddir), stages)

@@ -168,3 +168,40 @@ def test_a_tampered_renders_file_is_one_line(run, tmp_path, capsys, field, value
     _edit(ren, lambda man: man.__setitem__(field, value))
     rc, err = _report(run, tmp_path, capsys)
     assert rc == 2 and err.count("\n") == 0 and f"damaged field {field}" in err, err
+
+
+def test_links_out_of_the_run_are_not_followed(run, tmp_path, capsys):
+    """A trials/ folder or a labels.json that links outside the run: the reporter refuses it in one
+    line, and nothing from outside reaches the report or the explorer."""
+    import shutil
+
+    outside = tmp_path / "outside"
+    ddir = run / "directions" / "t"
+    shutil.copytree(ddir / "trials", outside)
+    for lab in outside.rglob("labels.json"):
+        lab.write_text(lab.read_text().replace('"none"', '"SECRET-none"'))
+    shutil.rmtree(ddir / "trials")
+    (ddir / "trials").symlink_to(outside)
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and "points outside" in err and err.count("\n") == 0, err
+    assert not (tmp_path / "rep" / "explorer.html").exists()
+
+
+@pytest.mark.parametrize("target,edit,msg", [
+    ("latest.json", lambda o: o.__setitem__("report", {"colour": "red"}), "report settings"),
+    ("latest.json", lambda o: o.__setitem__("report", "lung"), "report settings"),
+])
+def test_tampered_latest_json_is_one_line(run, tmp_path, capsys, target, edit, msg):
+    _edit(run / target, edit)
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and msg in err, err
+
+
+def test_a_tampered_curve_is_one_line(run, tmp_path, capsys):
+    (curve,) = list((run / "directions" / "t" / "trials").glob("*/curve.json"))[:1] or [None]
+    if curve is None:  # the fake run writes none: give one trial a damaged curve
+        trial = next((run / "directions" / "t" / "trials").iterdir())
+        curve = trial / "curve.json"
+    curve.write_text(json.dumps([{"step": "ten", "rca": 0.5, "ls": 0.1}]))
+    rc, err = _report(run, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and "damaged curve" in err, err

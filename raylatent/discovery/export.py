@@ -27,15 +27,23 @@ def save_directions(path: str | os.PathLike, A: torch.Tensor | dict, config: dic
 
 
 def load_directions(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    with np.load(path, allow_pickle=False) as f:
+    """An export's d x K matrix and the configuration that made it."""
+    from raylatent.data.npz import load_npz
+    from raylatent.errors import ConfigError
+
+    f = load_npz(path, what="a direction export")
+    try:
         return f["A"], json.loads(str(f["config"]))
+    except (KeyError, ValueError):
+        raise ConfigError(f"{path}: not a direction export (no A or config)") from None
 
 
 def load_shift_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """What `rebuild` needs of an export: A, the set's own arrays (W and b for the authors' proj
     deformator) and its model's name."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files if k not in ("K", "d", "config")}
+    from raylatent.data.npz import load_npz
+
+    return {k: v for k, v in load_npz(path, what="a direction export").items() if k not in ("K", "d", "config")}
 
 
 @torch.no_grad()

@@ -180,9 +180,9 @@ def load(out: Path, name: str) -> dict[str, np.ndarray]:
     """A rendered file's arrays, as float32 (no pickles); a one-line error when it is gone."""
     from raylatent.errors import ConfigError
 
+    from raylatent.data.npz import load_npz
+
     try:
-        with np.load(out / name, allow_pickle=False) as f:
-            return {k: f[k].astype(np.float32) for k in f.files}
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{out / name}: unreadable rendered images ({type(e).__name__}); delete {out} and rerun "
-                          f"python -m raylatent.ablate to render them again") from None
+        return {k: v.astype(np.float32) for k, v in load_npz(out / name, what="rendered images").items()}
+    except ConfigError as e:
+        raise ConfigError(f"{e}; delete {out} and rerun python -m raylatent.ablate to render them again") from None

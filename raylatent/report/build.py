@@ -25,7 +25,7 @@ from raylatent.report.controls import control_found, controls_section, coverage_
 from raylatent.report.explorer import PAGE as EXPLORER_PAGE
 from raylatent.report.explorer import write_explorer
 from raylatent.report.front import next_steps, what_we_found, write_html
-from raylatent.report.records import esc, inside, load_labels, load_records
+from raylatent.report.records import esc, inside, load_labels, load_records, read_json_in
 from raylatent.report.replicates import replicate_root, replicates_section
 from raylatent.report.tables import claims, table1
 from raylatent.report.truth import ground_truth_section
@@ -69,16 +69,22 @@ def _build(run_dir: Path, out: Path, grid_name: str, cfg: ReportConfig | None) -
     latest = run_dir / LATEST
     if not latest.exists():
         raise ConfigError(f"{run_dir}: no {LATEST} (not a raylatent run directory; run python -m raylatent.ablate)")
+    info = read_json_in(latest, run_dir)
     try:
-        info = json.loads(latest.read_text())
         stages = {k: info["stages"][k] for k in ("data", "generators", "directions", "renders")}
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise ConfigError(f"{latest}: not a raylatent run record (rerun python -m raylatent.ablate)") from None
-    cfg = cfg or ReportConfig(**info.get("report", {}))
+    if cfg is None:
+        try:
+            report = info.get("report", {})
+            cfg = ReportConfig(**(report if isinstance(report, dict) else {"": None}))
+        except TypeError as e:  # an unknown or missing key; a bad value is a ConfigError already
+            raise ConfigError(f"{latest}: report settings {str(e).split('() ')[-1]} (rerun python -m "
+                              f"raylatent.ablate)") from None
     base = replicate_root(run_dir, info.get("root"), latest)  # a replicate reads the main run's data
     dirs = {k: inside(base, str(Path(os.path.relpath(run_dir.resolve(), base)) / v), f"stages.{k}", latest)
             for k, v in stages.items()}
-    records = load_records(dirs["directions"] / "results.json")
+    records = load_records(dirs["directions"] / "results.json", dirs["directions"])
     out.mkdir(parents=True, exist_ok=True)
     assets = out / "assets"
     assets.mkdir(exist_ok=True)
@@ -138,11 +144,9 @@ def _build(run_dir: Path, out: Path, grid_name: str, cfg: ReportConfig | None) -
 
 def _manifest(rendered: Path) -> dict:
     """What the directions stage rendered for this report (see discovery/renders.py)."""
-    try:
-        man = json.loads((rendered / MANIFEST).read_text())
-        if not all(key in man for key in ("shifts", "charts", "random_vs_discovered", "interpolation")):
-            raise ValueError("incomplete")
-    except (OSError, ValueError, TypeError):
+    man = read_json_in(rendered / MANIFEST, rendered)
+    if not (isinstance(man, dict) and all(key in man for key in ("shifts", "charts", "random_vs_discovered",
+                                                                  "interpolation"))):
         raise ConfigError(f"{rendered / MANIFEST}: missing or damaged (rerun python -m raylatent.ablate: "
                           f"the directions stage renders the report's images again)") from None
     _check_manifest(man, rendered / MANIFEST)
@@ -181,10 +185,20 @@ def _check_manifest(man: dict, path: Path) -> None:
 
 
 def _summary(run_dir: Path, dirs: dict, info: dict) -> list[str]:
-    man = json.loads((dirs["data"] / "manifest.json").read_text())
-    gens = {k: json.loads((dirs["generators"] / k / "metrics.json").read_text())
-            for k in kind_names() if (dirs["generators"] / k / "metrics.json").exists()}
+    man = read_json_in(dirs["data"] / "manifest.json", dirs["data"], default={})
+    gens = {k: read_json_in(dirs["generators"] / k / "metrics.json", dirs["generators"]) for k in kind_names()
+            if (dirs["generators"] / k / "metrics.json").exists()}
     times = _stage_times(run_dir / "stage_times.json")
+    try:
+        return _summary_lines(info, man, gens, times)
+    except ConfigError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{dirs['data'] / 'manifest.json'} or a generator's metrics.json: damaged "
+                          f"({type(e).__name__}: {esc(str(e))[:80]}); rerun python -m raylatent.ablate") from None
+
+
+def _summary_lines(info: dict, man: dict, gens: dict, times: dict) -> list[str]:
     from importlib.metadata import version  # the report never imports ray itself
 
     versions = {"python": platform.python_version(), "torch": torch.__version__,
@@ -215,10 +229,8 @@ STAGES = ("ingest", "generators", "directions", "search", "report")
 
 def _stage_times(path: Path) -> dict[str, float]:
     """stage_times.json: seconds per known stage (a damaged file is one line naming it)."""
-    if not path.exists():
-        return {}
+    times = read_json_in(path, path.parent, default={})
     try:
-        times = json.loads(path.read_text())
         if not (isinstance(times, dict) and set(times) <= set(STAGES) and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in times.values())):
             raise ValueError("fields")
@@ -403,10 +415,14 @@ def _curves(records, dirs, assets) -> list[str]:
     rca, ls = {}, {}
     for r in records:
         p = dirs["directions"] / "trials" / r["trial"] / "curve.json"
-        if p.exists():
-            c = json.loads(p.read_text())
-            rca[r["trial"]] = [(x["step"], x["rca"]) for x in c]
-            ls[r["trial"]] = [(x["step"], x["ls"]) for x in c]
+        c = read_json_in(p, dirs["directions"])
+        if c is not None:
+            try:
+                rca[r["trial"]] = [(float(x["step"]), float(x["rca"])) for x in c]
+                ls[r["trial"]] = [(float(x["step"]), float(x["ls"])) for x in c]
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(f"{p}: damaged curve (expected step, rca, ls per evaluation); rerun "
+                                  f"python -m raylatent.ablate --resume") from None
     chance = {f"chance 1/{K}": 1.0 / K for K in sorted({r["K"] for r in records if r["trial"] in rca})}
     F.curves_png(rca, assets / "curve-rca.png", "Held-out RCA", "iteration", "RCA", hlines=chance)
     F.curves_png(ls, assets / "curve-ls.png", "Held-out Ls", "iteration", "Ls")
@@ -414,7 +430,7 @@ def _curves(records, dirs, assets) -> list[str]:
     fid = {}
     for kind in kind_names():
         p = dirs["generators"] / kind / "metrics.json"
-        h = json.loads(p.read_text())["history"] if p.exists() else []
+        h = (read_json_in(p, dirs["generators"], default={}) or {}).get("history") or []
         if h:  # a kind fixed by construction has no training history
             fid[kind.upper()] = [(x["epoch"] + 1, x["fid"]) for x in h]  # epochs counted from 1, as the console
             F.curves_png({k: [(x["epoch"] + 1, x[k]) for x in h] for k in kind_of(kind).loss_keys},

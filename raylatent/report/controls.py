@@ -3,7 +3,6 @@ row's verdict reads against what a direction set that should be found reaches (d
 and against random directions, at the same K and the same chance thresholds."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from tabulate import tabulate
 from raylatent.errors import ConfigError
 from raylatent.discovery.records import best_learned
 from raylatent.interpret.coverage import MEMORISED, SAMPLES, SPREAD_MIN
-from raylatent.report.records import esc
+from raylatent.report.records import esc, read_json_in
 
 
 def _role(r: dict) -> str:
@@ -101,7 +100,7 @@ def coverage_section(path) -> list[str]:
     if not path.exists():
         return []
     try:
-        cov = json.loads(path.read_text())
+        cov = read_json_in(path, path.parent)
         rows, notes = [], []
         for gen in sorted(cov):
             c = cov[gen]

@@ -39,16 +39,43 @@ def inside(base: Path, rel, what: str, source: Path) -> Path:
     return p
 
 
+MAX_RUN_FILE_BYTES = 64 << 20  # the largest JSON a run writes (results.json at K = 100 x 44 trials) is ~2 MB
+
+
+def read_json_in(path: Path, base: Path, default=None, rerun: str = "rerun python -m raylatent.ablate"):
+    """A run file, read only when it resolves inside `base` (a link out of the run is refused), is a
+    regular file under MAX_RUN_FILE_BYTES and parses as JSON; `default` when it is absent. Every
+    failure is one line naming the file."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return default
+    b = Path(base).resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise ConfigError(f"{path}: a dangling or looping link; {rerun}") from None
+    if real != b and b not in real.parents:
+        raise ConfigError(f"{path}: points outside {b}; refusing to follow it")
+    if not real.is_file():
+        raise ConfigError(f"{path}: not a regular file; {rerun}")
+    if real.stat().st_size > MAX_RUN_FILE_BYTES:
+        raise ConfigError(f"{path}: {real.stat().st_size} bytes, over the {MAX_RUN_FILE_BYTES} a run file may have")
+    try:
+        return json.loads(real.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise ConfigError(f"{path}: not readable as JSON ({type(e).__name__}); {rerun}") from None
+
+
 def _number_or_none(v) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
 
 
-def load_records(path: Path) -> list[dict]:
-    """results.json, validated: one-line errors for a malformed file, never a traceback."""
-    try:
-        records = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: not readable as JSON ({type(e).__name__}); rerun the directions stage") from None
+def load_records(path: Path, base: Path | None = None) -> list[dict]:
+    """results.json, validated: one-line errors for a malformed file, never a traceback. Read only
+    inside `base` (default: its own folder)."""
+    records = read_json_in(path, base or Path(path).parent, rerun="rerun the directions stage")
+    if records is None:
+        raise ConfigError(f"{path}: missing (the directions stage did not finish; rerun with --resume)")
     if not isinstance(records, list):
         raise ConfigError(f"{path}: expected a list of trial records")
     from raylatent.discovery.methods import METHODS
@@ -101,12 +128,10 @@ def load_labels(ddir: Path, r: dict) -> dict | None:
     """A trial's labels.json, or None when it has none (an unlabelled run); a damaged one is a
     one-line error naming the file (the direction charts and the explorer both read it)."""
     p = ddir / Path(r["directions"]).parent / "labels.json"
-    if not p.exists():
+    rerun = "rerun python -m raylatent.ablate to label the directions again"
+    lab = read_json_in(p, ddir, rerun=rerun)  # a trials/ link out of the run is refused here
+    if lab is None:
         return None
-    try:
-        lab = json.loads(p.read_text())
-        if not isinstance(lab.get("directions"), list):
-            raise ValueError("no directions")
-        return lab
-    except (OSError, ValueError, AttributeError):
-        raise ConfigError(f"{p}: damaged labels (rerun python -m raylatent.ablate to label the directions again)") from None
+    if not (isinstance(lab, dict) and isinstance(lab.get("directions"), list)):
+        raise ConfigError(f"{p}: damaged labels ({rerun})")
+    return lab

@@ -4,7 +4,6 @@ per generator and K, how many factors the controls, random directions and the be
 configuration find in every replicate, so a claim ("learned beats random by 3") has its range."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from tabulate import tabulate
 from raylatent.errors import ConfigError
 from raylatent.discovery.records import best_learned
 from raylatent.report.controls import _found, _role, control_found
-from raylatent.report.records import esc, inside, load_records
+from raylatent.report.records import esc, inside, load_records, read_json_in
 
 SAFE_LINK = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")  # a replicate's report, relative to the main one
 REPLICATES = "replicates.json"  # RUN_DIR/replicates.json: each replicate's seed, run folder and report
@@ -49,7 +48,7 @@ def found_counts(records: list[dict]) -> dict:
 
 def _entries(path: Path) -> list[dict]:
     """replicates.json, checked: a list of {replicate, seed: whole numbers, run_dir, report: relative paths}."""
-    entries = json.loads(path.read_text())
+    entries = read_json_in(path, path.parent)
     if not isinstance(entries, list) or not entries:
         raise ValueError("not a list of replicates")
     for e in entries:
@@ -73,10 +72,10 @@ def read_replicates(run_dir: Path) -> list[dict] | None:
         out = []
         for e in _entries(path):
             sub = inside(run_dir, e["run_dir"], "run_dir", path)
-            latest = json.loads((sub / "latest.json").read_text())
+            latest = read_json_in(sub / "latest.json", sub)
             ddir = inside(run_dir, str(Path(e["run_dir"]) / latest["stages"]["directions"]), "stages.directions",
                           sub / "latest.json")
-            records = load_records(ddir / "results.json")  # names a bad file itself
+            records = load_records(ddir / "results.json", ddir)  # names a bad file itself
             out.append({**e, "records": records, "counts": found_counts(records)})
     except ConfigError:
         raise
