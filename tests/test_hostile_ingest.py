@@ -44,6 +44,11 @@ def _save(ds, path):
     ({"BitsAllocated": 32}, "truncated or short pixel data"),
     ({"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}, "pixel data longer than the header says"),
     ({"ImageOrientationPatient": [0, 1, 0, 0, 0, -1]}, "not an axial slice"),
+    # issue 27: frames and sizes bounded before anything is decoded
+    ({"NumberOfFrames": -5}, "NumberOfFrames -5 (must be 1 to"),
+    ({"NumberOfFrames": 1_000_000}, "NumberOfFrames 1000000"),
+    ({"Rows": 60000, "Columns": 60000}, "image too large (60000x60000"),
+    ({"PixelSpacing": [0.5, 5.0]}, "PixelSpacing 0.5 x 5 mm"),
 ])
 def test_implausible_ct_is_skipped_with_its_reason(tmp_path, changes, reason):
     path = _save(_ct(**changes), tmp_path / "x.dcm")
@@ -128,3 +133,88 @@ def test_output_folder_safety(hostile_tree, tmp_path, capsys, ray_session):
     (out / ".staging-dead" / "half.parquet").write_text("x")
     assert ingest_main(["--src", str(hostile_tree), "--out", str(out), "--size", "32", "--test-frac", "0.5"]) == 0
     assert not (out / ".staging-dead").exists() and json.loads((out / "manifest.json").read_text())["counts"]
+
+
+def test_non_square_pixels_are_resampled_not_squashed(tmp_path):
+    """PixelSpacing 1.0 (rows) x 0.5 (columns) mm: a 128 x 128 image covers 128 x 64 mm, so it
+    becomes 256 x 128 pixels of 0.5 mm, and a disc stays a disc."""
+    ds = _ct(PixelSpacing=[1.0, 0.5])
+    (fr,) = read_ct(_save(ds, tmp_path / "aniso.dcm"))
+    assert fr.hu.shape == (256, 128)
+    (sq,) = read_ct(_save(_ct(PixelSpacing=[0.7, 0.7]), tmp_path / "square.dcm"))
+    assert sq.hu.shape == (128, 128)
+
+
+def test_a_deflated_file_that_inflates_past_the_bound_is_skipped_without_inflating_it(tmp_path, monkeypatch):
+    import zlib
+
+    from raylatent.data import dicom as D
+
+    ds = _ct()
+    path = tmp_path / "deflated.dcm"
+    ds.file_meta.TransferSyntaxUID = D.DEFLATED
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(path, enforce_file_format=True)
+    (fr,) = read_ct(path)  # a sane deflated file still reads
+    monkeypatch.setattr(D, "MAX_INFLATED_BYTES", 10_000)
+    calls = []
+    monkeypatch.setattr(D.pydicom, "dcmread", lambda *a, **k: calls.append(1))
+    with pytest.raises(SkipFile, match="deflated dataset inflates past 10000 bytes"):
+        read_ct(path)
+    assert not calls and zlib  # refused before pydicom inflated anything
+
+
+def test_unreadable_folders_linked_folders_and_odd_names_are_all_accounted_for(tmp_path, monkeypatch):
+    """A patient folder that is a link is read (once, even in a loop); a folder that cannot be
+    listed and a file whose name is not UTF-8 are listed as skipped with their reason."""
+    from raylatent.data import dicom as D
+
+    src = tmp_path / "src"
+    _save(_ct(PatientID="A"), src / "A" / "1.dcm")
+    elsewhere = tmp_path / "store" / "B"
+    _save(_ct(PatientID="B", SOPInstanceUID=pydicom.uid.generate_uid()), elsewhere / "1.dcm")
+    os.symlink(elsewhere, src / "B")
+    os.symlink(src, src / "A" / "loop")  # a link back up: walked once, not forever
+    (src / "locked").mkdir()
+    (src / "locked" / "1.dcm").write_text("x")
+    name = os.fsdecode(b"caf\xe9.dcm")  # Latin-1 bytes: not UTF-8
+    (src / name).write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    odd = []
+    files = D.find_files(src, odd)
+    assert files == [os.path.join("A", "1.dcm"), os.path.join("B", "1.dcm")]
+    reasons = {e["path"]: e["reason"] for e in odd}
+    assert reasons["locked"].startswith("unreadable folder") and "not UTF-8" in reasons["caf\ufffd.dcm"]
+    assert any("link loop" in r for r in reasons.values())
+
+
+def test_two_patients_sharing_a_series_uid_stay_two_series(tmp_path, ray_session):
+    """An export that reused one SeriesInstanceUID for two patients: each patient's slices are
+    numbered within their own series (z order from 0), not merged into one series spanning both."""
+    import pyarrow.dataset as pads
+
+    from raylatent.data.ingest import ingest
+
+    src, shared = tmp_path / "src", pydicom.uid.generate_uid()
+    for pid in ("P1", "P2", "P3", "P4"):
+        for i in range(3):
+            ds = _ct(PatientID=pid, SeriesInstanceUID=shared, SOPInstanceUID=pydicom.uid.generate_uid(),
+                     ImagePositionPatient=[0, 0, -5.0 * i - (100 if pid == "P2" else 0)])
+            _save(ds, src / pid / f"{i}.dcm")
+    out = tmp_path / "out"
+    m = ingest(IngestConfig(src=str(src), out=str(out), size=32, test_frac=0.25), log=lambda *_: None)
+    assert m["counts"]["train"] + m["counts"]["test"] == 12
+    rows = pads.dataset([str(p) for p in out.rglob("*.parquet")], format="parquet").to_table(
+        columns=["patient_key", "series_key", "slice_index"]).to_pylist()
+    series = {}
+    for r in rows:
+        series.setdefault(r["series_key"], set()).add(r["patient_key"])
+        assert 0 <= r["slice_index"] <= 2
+    assert len(series) == 4 and all(len(p) == 1 for p in series.values())

@@ -24,6 +24,11 @@ HU_MIN = -1000.0
 HU_MAX = 2000.0
 AIR_HU = -1000.0
 MIN_SIDE = 16      # pixels: smaller images are not CT slices worth resizing up
+MAX_SIDE = 4096    # pixels: larger is no CT slice (and would be a memory bomb)
+MAX_FRAMES = 2048  # frames in one file (an enhanced CT volume has hundreds)
+MAX_PIXEL_BYTES = 1 << 30  # Rows x Columns x Frames x BitsAllocated / 8, checked before decoding
+MAX_INFLATED_BYTES = 1 << 30  # a deflated dataset, inflated (a 512 KB file can claim gigabytes)
+DEFLATED = "1.2.840.10008.1.2.1.99"
 AXIAL_COS = 0.9    # |cos| between the slice normal and the head-foot axis for an axial slice
 
 
@@ -54,26 +59,52 @@ def find_files(root: str | os.PathLike, odd: list[dict] | None = None) -> list[s
     read) is left out and, when `odd` is given, listed there with its reason."""
     root = Path(root)
     out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+
+    def note(rel: str, reason: str) -> None:
+        if odd is not None:
+            odd.append({"path": printable(rel), "reason": reason})
+
+    def unreadable(e: OSError) -> None:  # os.walk drops a folder it cannot list: say so
+        note(os.path.relpath(e.filename, root), f"unreadable folder ({e.strerror})")
+
+    visited = {os.path.realpath(root)}  # linked folders are followed once (a link loop ends here)
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real in visited:
+                note(os.path.relpath(os.path.join(dirpath, d), root), "folder already read (a link loop or a "
+                                                                    "second link to it)")
+                continue
+            visited.add(real)
+            keep.append(d)
+        dirnames[:] = keep
         for name in filenames:
             if name.startswith("."):
                 continue
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root)
+            if printable(rel) != rel:  # bytes that are not UTF-8 cannot travel through Arrow's strings
+                note(rel, "file or folder name is not UTF-8 text (rename it)")
+                continue
             try:
                 mode = os.stat(full).st_mode  # follows links
             except OSError as e:
-                reason = "dangling symbolic link" if os.path.islink(full) else f"unreadable ({e.strerror})"
-                if odd is not None:
-                    odd.append({"path": rel, "reason": reason})
+                note(rel, "dangling symbolic link" if os.path.islink(full) else f"unreadable ({e.strerror})")
                 continue
             if not stat.S_ISREG(mode):
-                if odd is not None:
-                    odd.append({"path": rel, "reason": f"not a regular file ({_KIND.get(stat.S_IFMT(mode), 'special')})"})
+                note(rel, f"not a regular file ({_KIND.get(stat.S_IFMT(mode), 'special')})")
+                continue
+            if not os.access(full, os.R_OK):
+                note(rel, "unreadable (permission denied)")
                 continue
             out.append(rel)
     return sorted(out)
+
+
+def printable(name: str) -> str:
+    """A path as UTF-8 text: bytes that are not UTF-8 (kept by Python as surrogates) shown as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 _KIND = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
@@ -172,16 +203,21 @@ def _check_geometry(ds, n_frames: int) -> None:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if min(rows, cols) < MIN_SIDE:
         raise SkipFile(f"image too small ({rows}x{cols}; at least {MIN_SIDE}x{MIN_SIDE})")
+    if max(rows, cols) > MAX_SIDE:
+        raise SkipFile(f"image too large ({rows}x{cols}; at most {MAX_SIDE}x{MAX_SIDE})")
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    if bits not in (8, 16, 32, 64):
+        raise SkipFile(f"unsupported BitsAllocated {bits}")
+    want = rows * cols * n_frames * bits // 8
+    if want > MAX_PIXEL_BYTES:  # compressed or not: the decoded array would be this large
+        raise SkipFile(f"pixel data would decode to {want} bytes ({rows}x{cols}x{n_frames} frames x {bits} bits), "
+                       f"over the {MAX_PIXEL_BYTES} bound")
     ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if ts is not None and ts.is_compressed:
         return
     elem = ds.get_item("PixelData")
     if elem is None:
         return
-    bits = int(ds.get("BitsAllocated", 0) or 0)
-    if bits not in (8, 16, 32, 64):
-        raise SkipFile(f"unsupported BitsAllocated {bits}")
-    want = rows * cols * n_frames * bits // 8
     have = elem.length if getattr(elem, "length", None) not in (None, 0xFFFFFFFF) else len(elem.value or b"")
     if have < want:  # a file cut short, or a header promising more bits or pixels than there are
         raise SkipFile(f"truncated or short pixel data ({have} of {want} bytes for Rows x Columns x Frames x "
@@ -205,6 +241,37 @@ def _padding_mask(ds, stored: np.ndarray) -> np.ndarray | None:
     return (stored >= lo) & (stored <= hi)
 
 
+MAX_ANISOTROPY = 4.0  # row / column pixel spacing beyond which a file is no usable CT slice
+
+
+def _pixel_spacing(ds) -> tuple[float, float] | None:
+    """(row spacing, column spacing) in mm from PixelSpacing (or the shared functional groups'),
+    None when absent or unreadable (then pixels are taken as square)."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    v = _item(ds, "PixelMeasuresSequence", "PixelSpacing", [shared[0] if shared else None])
+    v = ds.get("PixelSpacing") if v is None else v
+    try:
+        dr, dc = float(v[0]), float(v[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if not (math.isfinite(dr) and math.isfinite(dc) and dr > 0 and dc > 0):
+        return None
+    if max(dr, dc) / min(dr, dc) > MAX_ANISOTROPY:
+        raise SkipFile(f"PixelSpacing {dr:g} x {dc:g} mm (rows and columns differ more than {MAX_ANISOTROPY:g}x)")
+    return dr, dc
+
+
+def square_pixels(hu: np.ndarray, spacing: tuple[float, float] | None) -> np.ndarray:
+    """Resample an image with non-square pixels to square ones at the finer spacing, so the
+    anatomy keeps its shape when it is resized to the model's square grid."""
+    if spacing is None or abs(spacing[0] / spacing[1] - 1.0) < 0.01:
+        return hu
+    from scipy import ndimage
+
+    fine = min(spacing)
+    return ndimage.zoom(hu, (spacing[0] / fine, spacing[1] / fine), order=1, mode="nearest").astype(np.float32)
+
+
 def read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
     """Decode one file to HU frames or raise SkipFile with a manifest-ready reason.
 
@@ -226,7 +293,41 @@ class CTHeader:
     z_mm: list[float]  # one per frame (NaN when unknown)
 
 
+def _check_deflated(source) -> None:
+    """A deflated-dataset file is inflated whole by pydicom: inflate it here first, in bounded
+    chunks, and refuse it once it passes MAX_INFLATED_BYTES (nothing large is ever held)."""
+    import zlib
+
+    from pydicom.filereader import read_file_meta_info
+
+    if isinstance(source, (bytes, bytearray)):
+        return
+    try:
+        meta = read_file_meta_info(source)
+    except Exception:  # not DICOM with a meta header: dcmread says why
+        return
+    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+        return
+    start = 128 + 4 + 12 + int(meta.get("FileMetaInformationGroupLength", 0) or 0)
+    d, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    try:
+        with open(source, "rb") as f:
+            f.seek(start)
+            for chunk in iter(lambda: f.read(1 << 16), b""):
+                buf = d.decompress(chunk, 1 << 20)
+                while True:
+                    total += len(buf)
+                    if total > MAX_INFLATED_BYTES:
+                        raise SkipFile(f"deflated dataset inflates past {MAX_INFLATED_BYTES} bytes")
+                    if not d.unconsumed_tail:
+                        break
+                    buf = d.decompress(d.unconsumed_tail, 1 << 20)
+    except zlib.error:
+        raise SkipFile("corrupt deflated dataset") from None
+
+
 def _open(source, **kw):
+    _check_deflated(source)
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
         ds = pydicom.dcmread(fp, **kw)
@@ -251,7 +352,12 @@ def _header(ds) -> CTHeader:
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     if not sop_uid:
         raise SkipFile("no SOPInstanceUID")
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        raise SkipFile(f"unreadable NumberOfFrames {ds.get('NumberOfFrames')!r}") from None
+    if not 1 <= n_frames <= MAX_FRAMES:
+        raise SkipFile(f"NumberOfFrames {n_frames} (must be 1 to {MAX_FRAMES})")
     _check_geometry(ds, n_frames)
     return CTHeader(str(ds.get("PatientID", "") or ""), str(ds.get("SeriesInstanceUID", "") or ""),
                     sop_uid, int(ds.get("InstanceNumber", 0) or 0),
@@ -280,6 +386,7 @@ def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
     except (ValueError, EOFError, OSError, AttributeError, KeyError) as e:
         raise SkipFile(f"truncated pixel data ({type(e).__name__})") from None
     n_frames = len(head.z_mm)
+    spacing = _pixel_spacing(ds)
     if n_frames == 1 and pixels.ndim == 2:
         pixels = pixels[None]
     if pixels.ndim != 3:
@@ -294,6 +401,7 @@ def _read_ct(source: str | os.PathLike | bytes) -> list[CTFrame]:
             hu[mask] = AIR_HU
         if not np.isfinite(hu).all():
             raise SkipFile(f"non-finite pixel values in frame {f} ({int((~np.isfinite(hu)).sum())} pixels)")
+        hu = square_pixels(hu, spacing)
         frames.append(CTFrame(hu, head.patient_id, head.series_uid, head.sop_uid, f, z, head.instance_number))
     return frames
 

@@ -38,7 +38,7 @@ from raylatent.errors import ConfigError
 from raylatent.data.dicom import (SkipFile, find_files, hu_to_model, pseudonym_path, read_ct, salted_key,
                                   scan_header)
 
-INGEST_VERSION = "ingest-v2"
+INGEST_VERSION = "ingest-v3"
 MAX_FACTORS_BYTES = 256 << 20  # ~1.5 million slices' factors
 FACTORS_FILE = "factors.csv"
 SIDECARS = {FACTORS_FILE, "phantom.json"}  # the phantom's own files at the top of --src
@@ -78,7 +78,9 @@ def scan_batch(batch: dict, src: str, salt: str) -> pa.Table:
         pid = h.patient_id or f"series:{h.series_uid}"
         for f, z in enumerate(h.z_mm):
             add(row_id=f"{rel}#{f}", rel_path=rel, ok=True, reason="",
-                patient_key=salted_key(salt, pid), series_key=salted_key(salt, h.series_uid),
+                # a series belongs to its patient: two patients' files sharing a SeriesInstanceUID
+                # (a copy-paste in an export) stay two series, each with its own slice positions
+                patient_key=salted_key(salt, pid), series_key=salted_key(salt, f"{pid}\x00{h.series_uid}"),
                 sop_key=salted_key(salt, h.sop_uid), frame=f, z_mm=None if math.isnan(z) else z,
                 instance=h.instance_number)
     return pa.Table.from_pydict(rows, schema=_scan_schema())
