@@ -79,18 +79,20 @@ class Run:
         from raylatent.data.dicom import model_to_hu
         from raylatent.discovery.export import traversal
 
+        shifts = _finite_list(shifts, "shifts", MAX_SHIFTS)
+        n_latents = _whole(n_latents, "n_latents", 1, MAX_LATENTS)
+        seed = _whole(seed, "seed", 0, 2 ** 63 - 1)
         r = self.record(trial)
         arrays = self.directions(r)
-        if not 0 <= direction < arrays["A"].shape[1]:
-            raise ConfigError(f"direction {direction}: {r['trial']} has directions 0..{arrays['A'].shape[1] - 1}")
+        direction = _direction(direction, r, arrays)
+        if window is not None and window not in WINDOWS:
+            raise ConfigError(f"window {window!r}: one of {', '.join(WINDOWS)} or None (HU)")
         G = self.generator(r["generator"])
         z = torch.randn(n_latents, arrays["A"].shape[0], generator=torch.Generator().manual_seed(seed))
         x = traversal(G, arrays, z, shifts, [direction])
         x = x[0, :, :, 0].transpose(0, 1).numpy()  # latents x shifts x S x S, model scale
         if window is None:
             return model_to_hu(x).astype(np.float32)
-        if window not in WINDOWS:
-            raise ConfigError(f"window {window!r}: one of {', '.join(WINDOWS)} or None (HU)")
         from raylatent.report.figures import window as to_window
 
         return to_window(x, *WINDOWS[window])
@@ -111,18 +113,26 @@ class Run:
         if not kk.has_encoder:
             raise ConfigError(f"{r['trial']}: the {r['generator']} generator has no encoder to edit a real slice with "
                               f"(use a trial on a generator with one, e.g. the VAE)")
+        eps = _finite(eps, "eps")
         try:
             hu = read_ct(Path(image))[0].hu if isinstance(image, (str, Path)) else np.asarray(image, dtype=np.float32)
         except Exception as e:  # pydicom's and our own reasons a file is not a CT slice
             raise ConfigError(f"{image}: not a readable CT slice ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        from raylatent.data.dicom import MAX_SIDE, MIN_SIDE
+
+        if hu.ndim != 2 or min(hu.shape) < MIN_SIDE or max(hu.shape) > MAX_SIDE:
+            raise ConfigError(f"image of shape {tuple(hu.shape)}: give one 2-D slice of {MIN_SIDE} to {MAX_SIDE} "
+                              f"pixels a side (HU)")
+        if not np.isfinite(hu).all():
+            raise ConfigError(f"image: {int((~np.isfinite(hu)).sum())} of {hu.size} pixels are NaN or infinite; "
+                              f"give a slice in HU")
         saved = read_generator(self.path / self.stages["generators"], r["generator"])
         config = json.loads(saved["config"])
         x = torch.from_numpy(hu_to_model(hu, int(config["size"])))[None, None]
         model = build_generator(r["generator"], config, saved["model"])
         G = as_generator(model).eval()  # the decoder of the model that encodes
         arrays = self.directions(r)
-        if not 0 <= direction < arrays["A"].shape[1]:
-            raise ConfigError(f"direction {direction}: {r['trial']} has directions 0..{arrays['A'].shape[1] - 1}")
+        direction = _direction(direction, r, arrays)
         with torch.no_grad():
             z = kk.invert(model, x)
             z = z + rebuild(arrays)(z, torch.tensor([direction]), torch.tensor([float(eps)]))
@@ -130,6 +140,38 @@ class Run:
         if out is not None:
             _write_derived(edited, Path(out), f"raylatent edit: {r['trial']} direction {direction} eps {eps:+g}")
         return edited
+
+
+MAX_SHIFTS, MAX_LATENTS = 64, 256  # one figure's worth; more is a typo, not a render
+
+
+def _finite(v, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+        raise ConfigError(f"{what} {v!r}: give a finite number")
+    return float(v)
+
+
+def _finite_list(vs, what: str, most: int) -> list[float]:
+    try:
+        vs = list(vs)
+    except TypeError:
+        raise ConfigError(f"{what} {vs!r}: give a list of finite numbers") from None
+    if not 1 <= len(vs) <= most:
+        raise ConfigError(f"{what}: {len(vs)} values; give 1 to {most}")
+    return [_finite(v, f"{what} value") for v in vs]
+
+
+def _whole(v, what: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise ConfigError(f"{what} {v!r}: give a whole number in [{lo}, {hi}]")
+    return int(v)
+
+
+def _direction(direction, r: dict, arrays: dict) -> int:
+    K = arrays["A"].shape[1]
+    if isinstance(direction, bool) or not isinstance(direction, (int, np.integer)) or not 0 <= direction < K:
+        raise ConfigError(f"direction {direction!r}: {r['trial']} has directions 0..{K - 1}")
+    return int(direction)
 
 
 def _write_derived(hu: np.ndarray, path: Path, description: str) -> None:

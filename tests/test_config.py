@@ -96,6 +96,15 @@ def test_exclude_rules_remove_exactly_the_matching_cells():
     ("name: null\n", [], "name None: expected a text name"),
     ("data: {}\n", ["directions.seeds=[0,0]"], "directions.seeds: [0, 0]"),
     ("data: {}\n", ["data.phantom_seed=-1"], "data.phantom_seed"),
+    ("data: {}\n", ["report.shifts=3"], "report.shifts: expected a list, got 3"),
+    ("data: {}\n", ["report.shifts=[0, .inf]"], "report.shifts"),
+    ("data: {}\n", ["report.windows=lung"], "report.windows: expected a list, got 'lung'"),
+    ("data: {}\n", ["report.windows=[]"], "report.windows: []"),
+    ("data: {}\n", ["report.z_direction=z"], "report.z_direction: expected a number, got 'z'"),
+    ("data: {}\n", ["report.max_chart_rows=many"], "report.max_chart_rows: expected a number"),
+    ("data: {}\n", ["directions.lr_by_reconstructor=[0.1]"], "directions.lr_by_reconstructor: expected a mapping"),
+    ("data: {}\n", ["directions.lr_by_reconstructor={lenet: .inf}"], "directions.lr_by_reconstructor: lenet: inf"),
+    ("data: {}\n", ["directions.width_by_reconstructor={lenet: 1000}"], "width_by_reconstructor: lenet: 1000"),
     ("a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
      "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\ndata: {path: *e}\n", [],
      "values once its aliases are expanded"),
@@ -275,3 +284,16 @@ def test_a_grid_that_is_a_fifo_or_too_large_is_refused_without_reading_it(tmp_pa
     assert ablate_main(["--grid", str(big), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "over the 1048576 a grid file may have" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kw,says", [
+    ({"shifts": 3}, "report.shifts: 3"), ({"windows": "lung"}, "report.windows: 'lung'"),
+    ({"z_direction": "z"}, "report.z_direction: 'z'"), ({"max_chart_rows": "many"}, "report.max_chart_rows: 'many'"),
+    ({"shifts": [float("nan")]}, "report.shifts"), ({"windows": []}, "report.windows: []"),
+])
+def test_report_settings_read_back_from_a_run_are_checked_too(kw, says):
+    """latest.json carries the report section as a plain mapping (no grid file's type checks)."""
+    from raylatent.report.config import ReportConfig
+
+    with pytest.raises(ConfigError, match=says.replace("[", r"\[")):
+        ReportConfig(**kw)

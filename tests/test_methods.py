@@ -152,12 +152,19 @@ def test_a_new_method_is_one_registration(tmp_path, bent):
     gdir = tmp_path / "g" / "gan"
     gdir.mkdir(parents=True)
     torch.save({"model": model.state_dict(), "kind": "gan", "epoch": 0, "config": json.dumps(asdict(gcfg))}, gdir / "generator.pt")
-    (tmp_path / "t" / "results.json").write_text(json.dumps([{"trial": "x", "generator": "gan", "deformator": "test-bent",
-                                                              "K": 4, "directions": "trials/x/directions.npz"}]))
+    from raylatent.discovery.records import Trial
+
+    trial = Trial("gan", "lenet", "test-bent", 4, 0)  # a full record, as load_run validates it
+    (tmp_path / "t" / trial.directions_file).parent.mkdir(parents=True)
+    (tmp_path / "t" / "trials" / "x" / "directions.npz").rename(tmp_path / "t" / trial.directions_file)
+    (tmp_path / "t" / "results.json").write_text(json.dumps([{
+        "trial": trial.name, "generator": "gan", "reconstructor": "lenet", "deformator": "test-bent", "K": 4, "seed": 0,
+        "iterations": 10, "rca": 0.5, "ls": 0.1, "shift_mae": None, "gamma": None, "wall_s": 1.0, "node_id": None,
+        "directions": trial.directions_file}]))
     (tmp_path / "latest.json").write_text(json.dumps({"stages": {"generators": "g", "directions": "t"}}))
     run = load_run(tmp_path)
     bent.clear()
-    hu = run.render("x", direction=2, shifts=(1.5,), n_latents=2, window=None)
+    hu = run.render(trial.name, direction=2, shifts=(1.5,), n_latents=2, window=None)
     z0 = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))  # the API's latents (seed 0)
     with torch.no_grad():
         want = G(z0 + Bent.from_arrays(arrays)(z0, torch.tensor([2, 2]), torch.tensor([1.5, 1.5])))

@@ -2,6 +2,7 @@
 the one configuration a trial runs with (`DiscoveryConfig.for_trial`)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from raylatent.errors import ConfigError, check_ranges as _check_ranges, is_number as _is_number
@@ -96,11 +97,14 @@ class DirectionsConfig:
         for name in ("batch", "eval_n"):  # the reconstructors' BatchNorm layers need two samples
             if getattr(self, name) < 2:
                 raise ConfigError(f"directions.{name}: {getattr(self, name)} (must be at least 2)")
-        for name in ("lr_by_reconstructor", "width_by_reconstructor"):
-            setattr(self, name, dict(getattr(self, name) or {}))
-            for k, v in getattr(self, name).items():
-                if k not in ("lenet", "resnet") or not _is_number(v) or v <= 0:
-                    raise ConfigError(f"directions.{name}: {k}: {v} (lenet|resnet: a positive number)")
+        for name, top in (("lr_by_reconstructor", 10.0), ("width_by_reconstructor", 64.0)):  # width: a multiplier
+            given = getattr(self, name) or {}
+            if not isinstance(given, dict):
+                raise ConfigError(f"directions.{name}: {given!r} (a mapping, e.g. {{resnet: 0.0005}})")
+            setattr(self, name, dict(given))
+            for k, v in given.items():
+                if k not in ("lenet", "resnet") or not _is_number(v) or not math.isfinite(v) or not 0 < v <= top:
+                    raise ConfigError(f"directions.{name}: {k}: {v} (lenet|resnet: a positive number up to {top:g})")
 
     def cells(self) -> list[tuple[str, int, dict]]:
         """(name the cell runs under, K, the entry) per deformator entry: the method's name, with

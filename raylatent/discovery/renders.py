@@ -82,7 +82,7 @@ def z_direction(G, A: dict, labels: dict | None, configured: int) -> tuple[int, 
     from raylatent.data.dicom import model_to_hu
     from raylatent.interpret.attributes import measure_batch
 
-    if configured >= 0:
+    if 0 <= configured < A["A"].shape[1]:
         return configured, "configured"
     z = (labels or {}).get("factors", {}).get("z") or {}
     if z.get("found"):

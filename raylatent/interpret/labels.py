@@ -64,6 +64,7 @@ OUTLINE = ("width", "height", "size")
 SIZE_BALANCE = 0.5    # size: the smaller relative change of width and height is >= this x the larger
 OUTLINE_GROUP = "outline"
 GROUPS = (OUTLINE_GROUP, *[a for a in ATTRIBUTES if a not in OUTLINE])  # what purity counts once each
+LABEL_NAMES = frozenset({*ATTRIBUTES, *GROUPS, "none", "entangled"})  # every label a direction can get
 Couplings = dict[str, dict[str, float]]  # factor group -> other group -> signed weight ratio it causes
 
 

@@ -1,6 +1,7 @@
 """A grid's `report:` section: what the report shows and how claims are resolved."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from raylatent.discovery.renders import EXPLORER_DIRECTIONS
@@ -27,13 +28,22 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         """Checked at load, so a typo fails in the first second and not after the whole study."""
-        if not self.shifts or not all(_is_number(x) for x in self.shifts):
-            raise ConfigError(f"report.shifts: {list(self.shifts)} (a list of numbers, e.g. [-6, 0, 6])")
+        if (not isinstance(self.shifts, (list, tuple)) or not 1 <= len(self.shifts) <= 32
+                or not all(_is_number(x) and math.isfinite(x) and abs(x) <= 100 for x in self.shifts)):
+            raise ConfigError(f"report.shifts: {self.shifts!r} (a list of 1 to 32 finite numbers within +-100, "
+                              "e.g. [-6, 0, 6])")
+        if not isinstance(self.windows, (list, tuple)) or not 1 <= len(self.windows) <= 8:
+            raise ConfigError(f"report.windows: {self.windows!r} (a list of 1 to 8 windows, e.g. "
+                              "[{name: lung, center: -600, width: 1500}])")
         for w in self.windows:
             if not (isinstance(w, dict) and set(w) == {"name", "center", "width"} and isinstance(w["name"], str)
-                    and _is_number(w["center"]) and _is_number(w["width"]) and w["width"] > 0):
+                    and 0 < len(w["name"]) <= 40 and _is_number(w["center"]) and _is_number(w["width"])
+                    and math.isfinite(w["center"]) and math.isfinite(w["width"]) and w["width"] > 0):
                 raise ConfigError(f"report.windows: {w!r} (need name, center and width > 0 in HU, e.g. "
                                   "{name: lung, center: -600, width: 1500})")
+        z = self.z_direction
+        if isinstance(z, bool) or not isinstance(z, int) or not -1 <= z < 10_000:
+            raise ConfigError(f"report.z_direction: {z!r} (-1 for the automatic z label, else a direction index)")
         spread = self.seed_spread
         if not (isinstance(spread, dict) and set(spread) == {"rca", "ls"}
                 and all(_is_number(v) and v >= 0 for v in spread.values())):
@@ -42,6 +52,9 @@ class ReportConfig:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"report.explorer_directions: {n!r} (directions per configuration in explorer.html: "
                               "an integer, at least 1)")
+        if n > 1000:
+            raise ConfigError(f"report.explorer_directions: {n} (at most 1000)")
         for name in ("gif_dirs_per_file", "max_chart_rows"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"report.{name}: {getattr(self, name)} (must be at least 1)")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+                raise ConfigError(f"report.{name}: {v!r} (a whole number from 1 to 1000)")

@@ -17,8 +17,7 @@ from pathlib import Path
 from raylatent.errors import ConfigError
 from raylatent.data.factors import FACTORS
 from raylatent.discovery.records import NO_RECONSTRUCTOR, Trial
-
-LABELS = frozenset({*FACTORS, "none", "entangled"})  # what the labeller can call a direction
+from raylatent.interpret.labels import LABEL_NAMES as LABELS
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
