@@ -284,7 +284,7 @@ def _run_all(plan: Plan, args) -> int:
         ctx = None
     monitoring_banner(ctx, plan)
     times = {}
-    (plan.run_dir / "grid.json").write_text(json.dumps(grid.to_dict(), indent=1))
+    (plan.run_dir / "grid.json").write_text(json.dumps(_public_grid(grid), indent=1))
     with _stage("ingest") as t:
         shards = run_data(plan)
     times["ingest"] = t.s
@@ -299,7 +299,7 @@ def _run_all(plan: Plan, args) -> int:
               + (f" ({', '.join(sub.grid.generators.kinds)}; the others are replicate 1's)" if r else "") + " ===")
         if r:
             sub.run_dir.mkdir(parents=True, exist_ok=True)
-            (sub.run_dir / "grid.json").write_text(json.dumps(sub.grid.to_dict(), indent=1))
+            (sub.run_dir / "grid.json").write_text(json.dumps(_public_grid(sub.grid), indent=1))
         rc = _run_replicate(sub, args, times if r == 0 else {}, shards)
         if rc:
             return rc
@@ -383,6 +383,17 @@ def run_search_stage(plan: Plan, args, times: dict, shards: Path) -> int:
     return 0
 
 
+def _public_grid(grid) -> dict:
+    """The grid as run files keep it: data.path pseudonymised (a folder name may be a patient's)."""
+    d = grid.to_dict()
+    if d["data"].get("path"):
+        from raylatent.data.config import resolve_salt
+        from raylatent.data.dicom import public_source
+
+        d["data"]["path"] = public_source(d["data"]["path"], resolve_salt())
+    return d
+
+
 def _write_latest(plan: Plan) -> None:
     """What the reporter reads: stage folders relative to RUN_DIR (so a copied run still works)."""
     import dataclasses
@@ -397,7 +408,7 @@ def _write_latest(plan: Plan) -> None:
             "stages": {k: os.path.relpath(getattr(plan, k), plan.run_dir)
                        for k in ("data", "generators", "directions", "renders")},
             **({"root": os.path.relpath(plan.root, plan.run_dir)} if plan.root else {}),
-            "data_source": plan.grid.data.path or "built-in thorax phantom "
+            "data_source": _public_grid(plan.grid)["data"]["path"] or "built-in thorax phantom "
                            f"({plan.grid.data.patients} patients x {plan.grid.data.slices} slices)",
             "hardware": hw, "report": dataclasses.asdict(plan.grid.report)}
     (plan.run_dir / "latest.json").write_text(json.dumps(info, indent=1))

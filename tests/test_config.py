@@ -1,4 +1,5 @@
 """Grids: loading, overrides and one-line errors; cluster.yaml against Ray's own schema."""
+import json
 from pathlib import Path
 
 import pytest
@@ -297,3 +298,24 @@ def test_report_settings_read_back_from_a_run_are_checked_too(kw, says):
 
     with pytest.raises(ConfigError, match=says.replace("[", r"\[")):
         ReportConfig(**kw)
+
+
+def test_the_data_folder_name_never_reaches_a_run_file(tmp_path, monkeypatch):
+    """data.path's folder names (often a patient's name or record number) are pseudonymised in
+    latest.json (the report's "Data:" line) and grid.json, like every other path component."""
+    from raylatent import ablate as A
+
+    monkeypatch.setenv("RAYLATENT_SALT", "test-salt")
+    src = tmp_path / "DOE^JOHN_MRN12345"
+    src.mkdir()
+    grid = load_grid("smoke", [f"data.path={src}"])
+    plan = A.Plan(grid, tmp_path / "run", tmp_path / "rep")
+    for k in ("generators", "directions", "renders"):
+        setattr(plan, k, plan.run_dir / k)
+    plan.run_dir.mkdir()
+    A._write_latest(plan)
+    latest = (plan.run_dir / "latest.json").read_text()
+    public = json.dumps(A._public_grid(grid))
+    for text in (latest, public):
+        assert "DOE" not in text and "MRN12345" not in text and "DICOM folder /x-" in text
+    assert A._public_grid(grid)["data"]["path"] == json.loads(latest)["data_source"]

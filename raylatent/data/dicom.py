@@ -102,6 +102,13 @@ def find_files(root: str | os.PathLike, odd: list[dict] | None = None) -> list[s
     return sorted(out)
 
 
+def public_source(path: str | os.PathLike, salt: str) -> str:
+    """A DICOM source folder as outputs may show it: every component of its absolute path
+    pseudonymised (the root folder is often a patient's name or record number)."""
+    parts = Path(os.path.abspath(os.path.expanduser(path))).parts[1:]
+    return "DICOM folder /" + pseudonym_path(salt, os.path.join(*parts)) if parts else "DICOM folder /"
+
+
 def printable(name: str) -> str:
     """A path as UTF-8 text: bytes that are not UTF-8 (kept by Python as surrogates) shown as U+FFFD."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
