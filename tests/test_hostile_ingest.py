@@ -133,6 +133,11 @@ def test_output_folder_safety(hostile_tree, tmp_path, capsys, ray_session):
     (out / ".staging-dead" / "half.parquet").write_text("x")
     assert ingest_main(["--src", str(hostile_tree), "--out", str(out), "--size", "32", "--test-frac", "0.5"]) == 0
     assert not (out / ".staging-dead").exists() and json.loads((out / "manifest.json").read_text())["counts"]
+    # a tampered manifest (its fingerprint kept, its counts a string) is not trusted: ingested again
+    m = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**m, "counts": "lots"}))
+    assert ingest_main(["--src", str(hostile_tree), "--out", str(out), "--size", "32", "--test-frac", "0.5"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["counts"] == m["counts"]
 
 
 def test_non_square_pixels_are_resampled_not_squashed(tmp_path):

@@ -232,13 +232,21 @@ def _write_json_atomic(path: Path, obj) -> None:
 
 
 def load_manifest(out: str | os.PathLike) -> dict | None:
+    """The ingest's manifest, or None when there is none or it is not one we could have written
+    (a damaged or tampered manifest means: ingest again)."""
     path = Path(out) / MANIFEST
-    if not path.exists():
+    if not path.is_file() or path.stat().st_size > 256 << 20:
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    whole = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+    ok = (isinstance(m, dict) and isinstance(m.get("fingerprint"), str) and isinstance(m.get("counts"), dict)
+          and all(whole(m["counts"].get(k)) for k in ("train", "test")) and isinstance(m.get("skipped", []), list)
+          and all(isinstance(e, dict) and isinstance(e.get("reason"), str) for e in m.get("skipped", []))
+          and isinstance(m.get("patients", {}), dict) and isinstance(m.get("settings", {}), dict))
+    return m if ok else None
 
 
 MARKER = ".raylatent-ingest"  # this folder is ours: its train/, test/ and staging folders may be replaced
