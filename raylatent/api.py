@@ -215,8 +215,9 @@ def load_run(path: str | Path) -> Run:
     stages = info.get("stages") if isinstance(info, dict) else None
     if not (isinstance(stages, dict) and all(isinstance(stages.get(k), str) for k in ("generators", "directions"))):
         raise ConfigError(f"{latest}: not a raylatent run record (no stages; rerun python -m raylatent.ablate)")
-    # every folder the run names stays inside it (a link or '..' out of it is refused)
-    stages = {k: os.path.relpath(inside(path, v, f"stages.{k}", latest), path) if isinstance(v, str) else v
-              for k, v in stages.items()}
+    # the folders the API reads stay inside the run (a link or '..' out of it is refused); a
+    # replicate's data folder is its main run's, which the API never reads
+    stages = {**stages, **{k: os.path.relpath(inside(path, stages[k], f"stages.{k}", latest), path)
+                           for k in ("generators", "directions")}}
     ddir = path / stages["directions"]
     return Run(path, load_records(ddir / "results.json", ddir), stages)

@@ -58,8 +58,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *defaults: what it brings may be overridden
+                continue
             key = self.construct_object(key_node, deep=True)
-            if key in seen:
+            try:
+                again = key in seen
+            except TypeError:
+                raise yaml.constructor.ConstructorError(None, None, f"a key that is not text or a number ({key!r})",
+                                                        key_node.start_mark) from None
+            if again:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
@@ -121,6 +128,8 @@ def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
         tree = read_yaml(p.read_text()) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8 text; a grid is a YAML file") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a grid") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -146,6 +155,7 @@ def load_grid(name_or_path: str, overrides: list[str] | tuple = ()) -> Grid:
 
         sections["search"] = _build(SearchConfig, tree["search"], "search")
     name = tree.get("name", p.stem)
+    name = str(name) if isinstance(name, int) and not isinstance(name, bool) else name  # name: 2024
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{p}: name {name!r}: expected a text name (one folder name)")
     return Grid(name=name, **sections)

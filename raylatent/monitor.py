@@ -88,13 +88,22 @@ def check_reachable(cfg: MonitorConfig | None, timeout: float = SERVER_TIMEOUT_S
     port used to mean minutes of silent retries and then a traceback)."""
     import socket
 
+    from urllib.request import getproxies, proxy_bypass
+
     if cfg is None or not cfg.mlflow or urlparse(cfg.mlflow).scheme not in ("http", "https"):
         return
     u = urlparse(cfg.mlflow)
-    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"monitor.mlflow {cfg.mlflow}: not a valid port; give http(s)://host:port") from None
+    if not u.hostname:
+        raise ConfigError(f"monitor.mlflow {cfg.mlflow}: no host; give http(s)://host:port")
+    if u.scheme in getproxies() and not proxy_bypass(u.hostname):
+        return  # reached through a proxy: a direct connection says nothing (MLflow's own timeouts hold)
     try:
         socket.create_connection((u.hostname, port), timeout=timeout).close()
-    except (OSError, ValueError) as e:
+    except OSError as e:
         raise ConfigError(f"monitor.mlflow {cfg.mlflow}: no tracking server answers at {u.hostname}:{port} "
                           f"({type(e).__name__}, {timeout:g} s); start it, or set monitor.mlflow to a folder "
                           f"(file:./mlruns) or leave it empty") from None

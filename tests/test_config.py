@@ -319,3 +319,19 @@ def test_the_data_folder_name_never_reaches_a_run_file(tmp_path, monkeypatch):
     for text in (latest, public):
         assert "DOE" not in text and "MRN12345" not in text and "DICOM folder /x-" in text
     assert A._public_grid(grid)["data"]["path"] == json.loads(latest)["data_source"]
+
+
+def test_yaml_merge_keys_still_work_and_odd_keys_are_one_line(tmp_path):
+    p = tmp_path / "g.yaml"
+    p.write_text("name: 2024\ngenerators: &g {epochs: 6}\ndirections:\n  chance_pool: 40\n")
+    grid = load_grid(str(p))
+    assert grid.name == "2024" and grid.generators.epochs == 6
+    tree = __import__("raylatent.gridfile", fromlist=["read_yaml"]).read_yaml(
+        "d: &d {epochs: 3, batch_size: 8}\ngenerators:\n  <<: *d\n  epochs: 5\n")
+    assert tree["generators"] == {"epochs": 5, "batch_size": 8}
+    p.write_text("? [1, 2]\n: x\n")
+    with pytest.raises(ConfigError, match="a key that is not text or a number"):
+        load_grid(str(p))
+    p.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError):
+        load_grid(str(p))

@@ -73,3 +73,17 @@ def test_load_run_follows_no_link_out_of_the_run(tmp_path):
     (run / "latest.json").write_text(json.dumps({"stages": "x"}))
     with pytest.raises(ConfigError, match="not a raylatent run record"):
         raylatent.load_run(run)
+
+
+def test_an_npz_whose_array_header_asks_for_terabytes_is_refused_before_allocating(tmp_path):
+    import io
+
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "<f8", "fortran_order": False, "shape": (2 ** 40,)})
+    bomb = tmp_path / "directions.npz"
+    with zipfile.ZipFile(bomb, "w") as z:
+        z.writestr("A.npy", hdr.getvalue())  # the header (magic included), and no data behind it
+    with pytest.raises(ConfigError, match="headers declare 8796093022208 bytes"):
+        npz_mod.load_npz(bomb)
+    np.savez(tmp_path / "ok.npz", A=np.zeros((3, 4), np.float32))
+    assert npz_mod.load_npz(tmp_path / "ok.npz")["A"].shape == (3, 4)

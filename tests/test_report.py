@@ -344,10 +344,27 @@ def test_a_rebuild_killed_midway_leaves_the_previous_report_whole(tmp_path, monk
         build_report(run, rep)
     assert {p.relative_to(rep): p.read_bytes() for p in rep.rglob("*") if p.is_file()} == before
     assert all((rep / x).is_file() for x in links)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-built folder left
+    assert [p.name for p in rep.iterdir() if p.name.startswith(".") and p.name != B.MARKER] == []  # no staging left
     monkeypatch.undo()
     (rep / "my-notes.txt").write_text("mine")
     (rep / "replicate-2").mkdir()
     (rep / "replicate-2" / "REPORT.md").write_text("# replicate 2")
     build_report(run, rep)
     assert (rep / "my-notes.txt").read_text() == "mine" and (rep / "replicate-2" / "REPORT.md").is_file()
+    # the swap itself failing halfway (a full disk, a read-only file): one line, a whole report, the
+    # user's files untouched
+    import os
+
+    real, calls = os.replace, []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+    monkeypatch.setattr(B.os, "replace", flaky)
+    with pytest.raises(B.ConfigError, match="the report could not be written"):
+        build_report(run, rep)
+    monkeypatch.undo()
+    assert (rep / "my-notes.txt").read_text() == "mine" and (rep / "replicate-2" / "REPORT.md").is_file()
+    assert all((rep / x).is_file() for x in links) and (rep / "REPORT.md").is_file()

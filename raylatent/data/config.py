@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +24,7 @@ def resolve_salt(explicit: str | None = None) -> str:
     path = Path(os.environ.get("RAYLATENT_HOME", Path.home() / ".config" / "raylatent")) / "salt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte
+        fd, tmp = tempfile.mkstemp(prefix=".salt.", dir=path.parent)  # mode 600 from its first byte
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(16))
         os.replace(tmp, path)

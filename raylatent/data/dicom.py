@@ -276,6 +276,10 @@ def square_pixels(hu: np.ndarray, spacing: tuple[float, float] | None) -> np.nda
     from scipy import ndimage
 
     fine = min(spacing)
+    shape = [round(n * s / fine) for n, s in zip(hu.shape, spacing)]
+    if max(shape) > MAX_SIDE:  # the bound holds after resampling too
+        raise SkipFile(f"image too large once its pixels are made square ({shape[0]}x{shape[1]}; at most "
+                       f"{MAX_SIDE}x{MAX_SIDE})")
     return ndimage.zoom(hu, (spacing[0] / fine, spacing[1] / fine), order=1, mode="nearest").astype(np.float32)
 
 
@@ -305,21 +309,23 @@ def _check_deflated(source) -> None:
     chunks, and refuse it once it passes MAX_INFLATED_BYTES (nothing large is ever held)."""
     import zlib
 
-    from pydicom.filereader import read_file_meta_info
+    from pydicom.filereader import _read_file_meta_info, read_preamble
 
-    if isinstance(source, (bytes, bytearray)):
-        return
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else None
     try:
-        meta = read_file_meta_info(source)
-    except Exception:  # not DICOM with a meta header: dcmread says why
-        return
-    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
-        return
-    start = 128 + 4 + 12 + int(meta.get("FileMetaInformationGroupLength", 0) or 0)
+        f = fp or open(source, "rb")
+    except OSError:
+        return  # dcmread says why
     d, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
     try:
-        with open(source, "rb") as f:
-            f.seek(start)
+        with f:
+            try:  # the meta header as pydicom reads it; the deflated dataset starts right after it
+                read_preamble(f, False)
+                meta = _read_file_meta_info(f)
+            except Exception:  # not DICOM with a meta header: dcmread says why
+                return
+            if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+                return
             for chunk in iter(lambda: f.read(1 << 16), b""):
                 buf = d.decompress(chunk, 1 << 20)
                 while True:

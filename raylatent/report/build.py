@@ -39,29 +39,37 @@ BUILT = {"REPORT.md", "REPORT.html", "results.json", "assets", EXPLORER_PAGE, MA
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, grid_name: str = "",
                  cfg: ReportConfig | None = None) -> Path:
-    """Build the report beside `out`, then swap it in: a build killed midway leaves the previous
-    report whole (REPORT.md never links to a page that is gone). What `out` holds beyond a build's
-    own files (replicates' reports, anything a user put there) moves into the new folder."""
+    """Build the report in a staging folder inside `out`, then move each file in over its old
+    version (REPORT.md last): a build killed midway leaves the previous report with every page it
+    links, and nothing in `out` that a build does not write (a replicate's report, a user's notes)
+    is ever moved or deleted. `out` itself is never renamed (it may be a mount point or a link)."""
     out = Path(os.path.abspath(out))
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; give a folder for the report")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.parent.glob(f".{out.name}.building-*"), *out.parent.glob(f".{out.name}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)  # a killed build's, named by us
-    tag = uuid.uuid4().hex[:8]
-    stage, old = out.with_name(f".{out.name}.building-{tag}"), out.with_name(f".{out.name}.old-{tag}")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".building-*"):  # a killed build's staging: only a build's own files
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = out / f".building-{uuid.uuid4().hex[:8]}"
     try:
         _build(Path(run_dir), stage, grid_name, cfg)
         (stage / MARKER).touch()
-        if out.is_dir():
-            for entry in out.iterdir():
-                if entry.name not in BUILT and not (stage / entry.name).exists():
-                    os.replace(entry, stage / entry.name)  # kept: a replicate's report, a user's file
-            os.replace(out, old)
-        os.replace(stage, out)
+        made = sorted((p.name for p in stage.iterdir()), key=lambda n: (n == "REPORT.md", n))
+        for name in made:
+            src, dst = stage / name, out / name
+            if src.is_dir() and (dst.exists() or dst.is_symlink()):
+                os.replace(dst, stage / f".old-{name}")  # a folder cannot replace a folder in one step
+            os.replace(src, dst)  # a file replaces its old version atomically
+        for name in BUILT - set(made):  # an earlier build's page this build does not make (ours by name)
+            old = out / name
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            elif old.exists() or old.is_symlink():
+                old.unlink()
+    except OSError as e:
+        raise ConfigError(f"{out}: the report could not be written ({type(e).__name__}: {e.strerror or e}); the "
+                          f"previous report, if any, is kept") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return out / "REPORT.md"
 
 
@@ -169,14 +177,15 @@ def _check_manifest(man: dict, path: Path) -> None:
         "sweep": "sweep" not in man or (isinstance(man["sweep"], list) and all(number(v) for v in man["sweep"])),
         "charts": isinstance(man.get("charts"), dict),
         "random_vs_discovered": isinstance(man.get("random_vs_discovered"), dict) and all(
-            k in kinds and isinstance(e, dict) and isinstance(e.get("discovered"), str)
+            k in kinds and isinstance(e, dict) and isinstance(e.get("discovered"), str) and "file" in e
             for k, e in man["random_vs_discovered"].items()),
         "interpolation": isinstance(man.get("interpolation"), dict) and all(
-            k in kinds and isinstance(e, dict) for k, e in man["interpolation"].items()),
+            k in kinds and isinstance(e, dict) and "file" in e for k, e in man["interpolation"].items()),
         "z_position": not man.get("z_position") or (
             isinstance(man["z_position"], dict) and isinstance(man["z_position"].get("trial"), str)
-            and isinstance(man["z_position"].get("direction"), int)),
-        "explorer": isinstance(man.get("explorer", {}), dict),
+            and isinstance(man["z_position"].get("direction"), int) and "file" in man["z_position"]),
+        "explorer": isinstance(man.get("explorer", {}), dict) and all(
+            isinstance(e, dict) and "file" in e for e in man.get("explorer", {}).values()),
     }
     for field, ok in checks.items():
         if not ok:

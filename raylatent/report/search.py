@@ -3,12 +3,12 @@ sorted by the metric, and the metric against each searched value (one panel per 
 stopped-early trials drawn hollow). Reads the search folder's files only (no Ray)."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
-from raylatent.report.records import esc
+from raylatent.errors import ConfigError
+from raylatent.report.records import esc, read_json_in
 
 FIGURE = "search-params.png"
 
@@ -53,9 +53,22 @@ def params_figure(rows: list[dict], searched: list[str], metric: str, path: Path
 
 
 def build_search_report(search_dir: str | os.PathLike, out: str | os.PathLike, grid_name: str = "") -> Path:
+    """The search's report from its results.json and best.json (read inside the search folder,
+    bounded; a damaged file is one line naming the folder, never a traceback)."""
     search_dir, out = Path(search_dir), Path(out)
-    rows = json.loads((search_dir / "results.json").read_text())
-    best = json.loads((search_dir / "best.json").read_text())
+    rows = read_json_in(search_dir / "results.json", search_dir)
+    best = read_json_in(search_dir / "best.json", search_dir)
+    if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows) and isinstance(best, dict)):
+        raise ConfigError(f"{search_dir}: results.json or best.json missing or damaged (rerun python -m "
+                          f"raylatent.ablate --resume)")
+    try:
+        return _search_report(search_dir, out, grid_name, rows, best)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{search_dir}: results.json or best.json damaged ({type(e).__name__}: "
+                          f"{esc(str(e))[:60]}); rerun python -m raylatent.ablate --resume") from None
+
+
+def _search_report(search_dir: Path, out: Path, grid_name: str, rows: list, best: dict) -> Path:
     metric, mode, searched = best["metric"], best["mode"], best["searched"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "assets").mkdir(exist_ok=True)
