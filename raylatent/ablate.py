@@ -48,6 +48,12 @@ class Plan:
             "code": GENERATORS_VERSION}, log)
         return self.generators
 
+    def _fingerprint(self) -> str | None:
+        """The data's fingerprint from the ingest's manifest (a plan built after the data stage ran)."""
+        from raylatent.data.ingest import load_manifest
+
+        return (load_manifest(self.data) or {}).get("fingerprint")
+
     def _digests(self) -> dict[str, str]:
         from raylatent.models.export import WEIGHTS
 
@@ -69,7 +75,7 @@ class Plan:
         # the data too: the stage reads it (z regressor, coverage, held-out renders), and a generator
         # built from a seed (the phantom) has the same weights whatever the data
         self.directions = keyed_folder(self.run_dir, "directions", {
-            "data": self.fingerprint, "generators": self.digests, "settings": science("directions", self.grid.to_dict()["directions"]),
+            "data": self.fingerprint or self._fingerprint(), "generators": self.digests, "settings": science("directions", self.grid.to_dict()["directions"]),
             "code": DISCOVERY_VERSION}, log)
         return self.directions
 
@@ -89,6 +95,7 @@ class Plan:
     def resolve_search(self, fingerprint: str | None = None, log=print) -> Path:
         from raylatent.search.run import search_key_inputs
 
+        fingerprint = fingerprint or self._fingerprint()
         self.search = keyed_folder(self.run_dir, "search", search_key_inputs(self.grid, self._digests(), fingerprint), log)
         return self.search
 
