@@ -10,6 +10,9 @@ from pathlib import Path
 
 from raylatent.errors import ConfigError, check_ranges as _check_ranges
 
+# the synthetic cohort's sizes (one place: the grid's data section and python -m raylatent.phantom)
+PHANTOM_LIMITS = {"patients": (1, 10_000), "slices": (1, 2_000), "matrix": (32, 2_048), "seed": (0, 2 ** 31 - 1)}
+
 
 def resolve_salt(explicit: str | None = None) -> str:
     """The secret that turns patient/series/SOP identifiers into pseudonyms.
@@ -71,7 +74,7 @@ class DataConfig:
         if self.path and not Path(self.path).expanduser().is_dir():
             raise ConfigError(f"data.path {self.path}: no such folder (give a LIDC-IDRI/DICOM folder, "
                               f"or leave data.path empty for the built-in phantom)")
-        # the phantom's own bounds (data/phantom.LIMITS) where the phantom is drawn
-        _check_ranges(self, "data", {"patients": (1, 10_000), "slices": (1, 2_000), "matrix": (32, 2_048),
-                                     "size": (8, 1024), "test_frac": (0, 1, "()"), "phantom_seed": (0, 2 ** 31 - 1),
-                                     "split_seed": (0, 2 ** 32 - 1)})
+        # the phantom's own bounds, as its CLI checks them
+        _check_ranges(self, "data", {**{k: PHANTOM_LIMITS[k] for k in ("patients", "slices", "matrix")},
+                                     "size": (8, 1024), "test_frac": (0, 1, "()"),
+                                     "phantom_seed": PHANTOM_LIMITS["seed"], "split_seed": (0, 2 ** 32 - 1)})

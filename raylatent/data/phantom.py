@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from raylatent.data.config import PHANTOM_LIMITS
+
 FOV_MM = 500.0
 SCAN_RADIUS_MM = 245.0
 PADDING_STORED = -2000
@@ -283,7 +285,7 @@ def _dataset(hu: np.ndarray, matrix: int, pid: str, name: str, study: str, serie
 
 
 MARKER = ".raylatent-phantom"  # this folder is ours: a cohort written by generate(), replaceable as a whole
-LIMITS = {"patients": (1, 10_000), "slices": (1, 2_000), "matrix": (32, 2_048), "seed": (0, 2 ** 31 - 1)}
+LIMITS = PHANTOM_LIMITS
 
 
 def check_params(params: PhantomParams) -> None:
