@@ -18,6 +18,7 @@ from raylatent.config import ConfigError, Grid, IngestConfig
 from raylatent.gridfile import load_grid
 from raylatent.report.replicates import REPLICATES
 from raylatent.discovery import DISCOVERY_VERSION
+from raylatent.discovery.config import DirectionsConfig
 from raylatent.stages import file_digest, keyed_folder, science, stage_key
 from raylatent.train import GENERATORS_VERSION
 
@@ -75,7 +76,8 @@ class Plan:
         # the data too: the stage reads it (z regressor, coverage, held-out renders), and a generator
         # built from a seed (the phantom) has the same weights whatever the data
         self.directions = keyed_folder(self.run_dir, "directions", {
-            "data": self.fingerprint or self._fingerprint(), "generators": self.digests, "settings": science("directions", self.grid.to_dict()["directions"]),
+            "data": self.fingerprint or self._fingerprint(), "generators": self.digests,
+            "settings": science("directions", DirectionsConfig.key_settings(self.grid.to_dict()["directions"])),
             "code": DISCOVERY_VERSION}, log)
         return self.directions
 

@@ -5,7 +5,7 @@ shapes, memory, checkpoints and the report at paper scale through every stage, i
 
 Recorded: wall time per stage, the largest process's peak memory, every generator checkpoint's
 parameters and size, the trials run against the grid's own count, the report's and explorer's
-sizes. Only what lets the grid run on a CPU is changed (`DEVRUN` below); every other field is the
+sizes. Only what lets the grid run on a CPU in minutes is changed (`DEVRUN` below); every other field is the
 grid's.
 """
 from __future__ import annotations
@@ -17,15 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-# what a dev run changes: cohort, epochs, steps, batches and the chance pool's size, and that it
-# runs on the CPU with one worker; never a network's width, the image size or the grid's cells
+# what a dev run changes: cohort, epochs, steps, batches, the chance pool's size and the labelling
+# sweep (6 images a direction instead of 40: at 128^2 drawing them is most of a trial on a CPU), and
+# that it runs on the CPU with one worker; never a network's width, the image size or the grid's cells
 DEVRUN = ("data.patients=6", "data.slices=4", "data.test_frac=0.34",
           "generators.epochs=1", "generators.keep_last=1", "generators.batch_size=8", "generators.fid_samples=16",
           "generators.num_workers=1", "generators.use_gpu=false", "generators.cpus_per_worker=1",
           "generators.gpus_per_worker=0", "generators.shuffle_buffer=0",
           "directions.iterations=[{steps: 2}]", "directions.batch=8", "directions.eval_every=1",
           "directions.eval_n=8", "directions.cpus_per_trial=1", "directions.gpus_per_trial=0",
-          "directions.chance_pool=8")
+          "directions.chance_pool=8", "directions.label_latents=2", "directions.label_steps=3")
 
 
 def summarise(run: Path, report: Path, grid) -> dict:

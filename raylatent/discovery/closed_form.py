@@ -14,11 +14,12 @@ from raylatent.models.directions import rebuild
 
 
 def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path, chance=None,
-                        couplings=None, control_Ks=()) -> list[TrialRecord]:
+                        couplings=None, control_Ks=(), sweep=None) -> list[TrialRecord]:
     """Every closed-form method (K directions each, at most the latent size) and every control
     (when `control_Ks` names the grid's K) on every generator ({kind: z -> image module});
     `chance(kind, K)`, if given, calibrates which factors count as found. A control's record is
-    judged at the largest of `control_Ks`, and carries the factors it finds at each (`found_by_K`)."""
+    judged at the largest of `control_Ks`, and carries the factors it finds at each (`found_by_K`).
+    Every set is labelled with the trials' `sweep` (interpret/labels.Sweep)."""
     from raylatent.interpret.reading import label_directions, truth_of
 
     records = []
@@ -41,7 +42,7 @@ def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path
             save_directions(dest / DIRECTIONS, A, {"baseline": method.name, "generator": kind,
                                                    "generator_digest": digests[kind],
                                                    **({"factors": names} if names else {})})
-            labels = label_directions(G, A, zreg, truth_of(kind, G), couplings=couplings)
+            labels = label_directions(G, A, zreg, truth_of(kind, G), couplings=couplings, sweep=sweep)
             if names:
                 labels["control_factors"] = names  # column i is the control's direction for this factor
             write_json(dest / LABELS, labels)

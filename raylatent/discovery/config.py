@@ -37,6 +37,12 @@ class DirectionsConfig:
     random_baseline: bool = True   # a `random` trial per generator (paper Figs 9-10)
     baselines: bool = True         # closed-form SeFa and GANSpace directions, scored alike
     chance_pool: int = 256         # random directions scored per generator for the chance thresholds
+    label_latents: int = 8         # each direction is labelled from this many latents (antithetic pairs) ...
+    label_steps: int = 5           # ... at this many shifts: every set (trials, pools, controls) alike
+
+    # fields added after runs existed: in a stage's key only when a grid sets them off their
+    # default, so earlier runs keep their keys (ablate.Plan, search/run.py)
+    KEYED_WHEN_SET = ("label_latents", "label_steps")
 
     def __post_init__(self) -> None:
         for name, allowed in (("generators", _generator_kinds()), ("reconstructors", {"lenet", "resnet"})):
@@ -91,6 +97,10 @@ class DirectionsConfig:
             "shift_scale": (0, 1000, "(]"), "min_shift": (0, 1000), "recon_width": (0, 64, "(]"),
             "eval_every": (1, 100_000_000), "eval_n": (2, 10_000_000), "cpus_per_trial": (0, 1024, "(]"),
             "gpus_per_trial": (0, 64), "max_failures": (0, 1000), "chance_pool": (2, 100_000)})
+        try:
+            self.sweep()
+        except ValueError as e:
+            raise ConfigError(f"directions.label_latents / label_steps: {e}") from None
         if self.min_shift >= self.shift_scale:
             raise ConfigError(f"directions.min_shift {self.min_shift}: must be below shift_scale ({self.shift_scale})")
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -119,6 +129,19 @@ class DirectionsConfig:
 
         entry = next((d for name, k, d in self.cells() if (name, k) == (deformator, K)), {})
         return method_of(deformator).check_settings(_given(entry))
+
+    def sweep(self):
+        """How every direction set of the stage is swept to label it (interpret/labels.Sweep)."""
+        from raylatent.interpret.labels import Sweep
+
+        return Sweep(self.label_latents, self.label_steps)
+
+    @classmethod
+    def key_settings(cls, settings: dict) -> dict:
+        """The section's settings as a stage key holds them: a `KEYED_WHEN_SET` field only when it
+        is off its default."""
+        return {k: v for k, v in settings.items()
+                if k not in cls.KEYED_WHEN_SET or v != cls.__dataclass_fields__[k].default}
 
     def lr_for(self, reconstructor: str) -> float:
         return float(self.lr_by_reconstructor.get(reconstructor, self.lr))

@@ -32,12 +32,15 @@ def factor_score(row: dict, factor: str) -> float:
     return abs(row["rho"][factor]) * row["purity"] if row["label"] == factor else 0.0
 
 
-def pool_scores(G, latent_dim: int, pool: int, zreg=None, seed: int = 0, couplings=None) -> list[dict]:
-    """`pool` random unit directions of R^latent_dim, scored as a trial's directions are."""
-    from raylatent.interpret.labels import score_directions
+def pool_scores(G, latent_dim: int, pool: int, zreg=None, seed: int = 0, couplings=None, sweep=None) -> list[dict]:
+    """`pool` random unit directions of R^latent_dim, scored as a trial's directions are (with its
+    `sweep`, labels.Sweep; None: the default)."""
+    from raylatent.interpret.labels import Sweep, score_directions
 
+    sweep = sweep or Sweep()
     A = torch.randn(latent_dim, pool, generator=torch.Generator().manual_seed(10_007 + seed))
-    return score_directions(G.cpu().float().eval(), A / A.norm(dim=0, keepdim=True), zreg=zreg, couplings=couplings)
+    return score_directions(G.cpu().float().eval(), A / A.norm(dim=0, keepdim=True), n_latents=sweep.latents,
+                            n_eps=sweep.steps, zreg=zreg, couplings=couplings)
 
 
 def score_matrix(rows: list[dict], factors) -> np.ndarray:

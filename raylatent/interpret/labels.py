@@ -33,6 +33,7 @@ and can be a label, so that a brightness change is not taken for size or fat thi
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -66,6 +67,22 @@ OUTLINE_GROUP = "outline"
 GROUPS = (OUTLINE_GROUP, *[a for a in ATTRIBUTES if a not in OUTLINE])  # what purity counts once each
 LABEL_NAMES = frozenset({*ATTRIBUTES, *GROUPS, "none", "entangled"})  # every label a direction can get
 Couplings = dict[str, dict[str, float]]  # factor group -> other group -> signed weight ratio it causes
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """How each direction is swept to label it: from `latents` starting points (antithetic pairs),
+    at `steps` shifts over [-SHIFT, SHIFT]; latents x steps images per direction. The defaults are
+    the labeller's; fewer is cheaper and noisier (a dev run's sweep at 128^2 on a CPU)."""
+
+    latents: int = 8
+    steps: int = 5
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.latents, int) and 2 <= self.latents <= 1024 and self.latents % 2 == 0):
+            raise ValueError(f"label latents {self.latents!r}: an even whole number in [2, 1024] (antithetic pairs)")
+        if not (isinstance(self.steps, int) and 3 <= self.steps <= 101):
+            raise ValueError(f"label steps {self.steps!r}: a whole number in [3, 101] (rho needs three shifts)")
 
 
 def group_of(name: str) -> str:
@@ -108,7 +125,7 @@ def attributes_of(images: torch.Tensor, zreg=None, fov_mm: float = 500.0) -> dic
 
 
 @torch.no_grad()
-def score_directions(G, A, n_latents: int = 8, shift: float = SHIFT, n_eps: int = 5, zreg=None,
+def score_directions(G, A, n_latents: int = Sweep.latents, shift: float = SHIFT, n_eps: int = Sweep.steps, zreg=None,
                      seed: int = 0, directions=None, couplings: Couplings | None = None) -> list[dict]:
     """Per direction: rho, effect and purity per attribute, and the label (purity net of the
     `couplings`, when given)."""

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from raylatent.config import ConfigError
+from raylatent.discovery.config import DirectionsConfig
 from raylatent.discovery.records import CURVE, RECORD, RESULTS, Trial, read_json, write_json
 from raylatent.search.space import (DEFAULT_NAME, REPORTED, TRUTH_METRICS, cells, criteria_of, max_evaluations,
                                     trial_name)
@@ -422,7 +423,8 @@ def search_key_inputs(grid, digests: dict, data: str | None = None) -> dict:
     from raylatent.train import GENERATORS_VERSION
 
     sd = {k: v for k, v in grid.search.to_dict().items() if k != "max_concurrent"}
-    key = {"data": data, "generators": digests, "settings": science("directions", grid.to_dict()["directions"]),
+    key = {"data": data, "generators": digests,
+           "settings": science("directions", DirectionsConfig.key_settings(grid.to_dict()["directions"])),
            "search": sd, "code": [DISCOVERY_VERSION, SEARCH_VERSION]}
     if grid.search.trains_generators:
         key.update(trained=science("generators", grid.to_dict()["generators"]),

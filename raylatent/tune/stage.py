@@ -66,7 +66,7 @@ def directions_trainable(config: dict, weights: dict | None = None, zreg=None, s
     def finish(metrics: dict) -> dict:
         """Say what each direction does, then the record."""
         write_json(folder.path / LABELS, label_directions(G, directions_of(disc), zreg, truth_of(t.generator, G),
-                                                          couplings=settings.get("couplings")))
+                                                          couplings=settings.get("couplings"), sweep=d.sweep()))
         metrics = {**metrics, "trial_wall_s": time.time() - t0, "node_id": node_id}
         folder.finish(metrics)
         return metrics
@@ -191,7 +191,7 @@ def run_directions(generators_dir: str | os.PathLike, d: DirectionsConfig, out: 
     per_generator = ray.remote(num_cpus=1)(generator_scores)
     data = ray.put(_coverage_data(shards))  # once into the object store for every generator's task
     jobs = {kind: per_generator.remote(kind, weights[kind], gcfg, digests[kind], zreg, d.chance_pool, k_closed,
-                                       str(out), saved.get(kind, {}), couplings, control_Ks, data)
+                                       str(out), saved.get(kind, {}), couplings, control_Ks, data, d.sweep())
             for kind in sorted(weights)}
     log(f"directions: {len(todo)} trials, and for {len(jobs)} generators the chance pool "
         f"({d.chance_pool} random directions), the positive controls"
@@ -299,30 +299,44 @@ def measured_couplings(out: Path, size: int, latent_dim: int, zreg, log=print) -
     return couplings
 
 
+def pool_matches(entry: dict, pool: int, sweep) -> bool:
+    """Whether a saved chance pool (chance.json's entry) is the one this stage would score: its
+    size, factors, labeller and sweep (labels.Sweep; an entry without one was swept by default,
+    and the default sweep is not written, so pools saved before it was a setting still match)."""
+    from raylatent.interpret.labels import FACTORS, LABELLER_VERSION, Sweep
+
+    saved = entry.get("sweep")
+    return (entry.get("pool") == pool and entry.get("factors") == list(FACTORS) and "scores" in entry
+            and entry.get("labeller") == LABELLER_VERSION
+            and (saved is None and sweep == Sweep() or saved == [sweep.latents, sweep.steps]))
+
+
 def generator_scores(kind: str, state: dict, gcfg: dict, digest: str, zreg, pool: int, k_closed: int,
                      out: str, saved: dict, couplings: dict | None = None, control_Ks=(),
-                     data: dict | None = None) -> tuple[dict, list[TrialRecord], dict | None]:
+                     data: dict | None = None, sweep=None) -> tuple[dict, list[TrialRecord], dict | None]:
     """Once per generator: what chance reaches on it (a pool of random unit directions scored like
     a trial's, interpret/chance.py; reused from `saved` when it matches), the positive controls
     held to it at every grid K (`control_Ks`), with k_closed > 0 the closed-form methods' records,
     and, given the data's splits, whether it varies each factor and copies training slices
-    (interpret/coverage.py). Runs as a Ray task beside the trials."""
+    (interpret/coverage.py). Every set is labelled with the trials' `sweep` (interpret/labels.Sweep; a
+    pool saved with another sweep is scored again). Runs as a Ray task beside the trials."""
     from raylatent.discovery.closed_form import closed_form_records
     from raylatent.interpret.chance import ChanceLimits, pool_scores, score_matrix
-    from raylatent.interpret.labels import FACTORS, LABELLER_VERSION
+    from raylatent.interpret.labels import FACTORS, LABELLER_VERSION, Sweep
 
     torch.set_num_threads(1)
     G = generator_from_store(kind, state, gcfg)
+    sweep = sweep or Sweep()
+    swept = {} if sweep == Sweep() else {"sweep": [sweep.latents, sweep.steps]}
     entry = saved
-    if (entry.get("pool") != pool or entry.get("factors") != list(FACTORS) or "scores" not in entry
-            or entry.get("labeller") != LABELLER_VERSION):
+    if not pool_matches(entry, pool, sweep):
         t0 = time.time()
-        S = score_matrix(pool_scores(G, G.latent_dim, pool, zreg=zreg, couplings=couplings), FACTORS)
-        entry = {"pool": pool, "factors": list(FACTORS), "labeller": LABELLER_VERSION,
+        S = score_matrix(pool_scores(G, G.latent_dim, pool, zreg=zreg, couplings=couplings, sweep=sweep), FACTORS)
+        entry = {"pool": pool, "factors": list(FACTORS), "labeller": LABELLER_VERSION, **swept,
                  "scores": np.round(S, 4).tolist(), "wall_s": round(time.time() - t0, 1)}
     limits = ChanceLimits({kind: np.asarray(entry["scores"])}, FACTORS)
     once = closed_form_records({kind: G}, {kind: digest}, k_closed, zreg, Path(out), limits, couplings=couplings,
-                               control_Ks=control_Ks)
+                               control_Ks=control_Ks, sweep=sweep)
     entry = {**entry, "judged": limits.table().get(kind, {})}  # what the records above were held to
     cov = None
     if data is not None:
