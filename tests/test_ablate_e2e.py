@@ -43,8 +43,9 @@ def test_results_have_every_configuration(smoke_run):
             assert sorted(map(int, r["found_by_K"])) == grid_Ks
             assert set(r["found_by_K"][str(grid_Ks[-1])]) == {n for n, f in r["factors"].items() if f["found"]}
         limits = chance[r["generator"]]["K"][str(grid_Ks[-1] if control else r["K"])]  # closed-form ones too
-        assert all(f["chance"] == limits[name] and f["found"] <= (f["score"] > f["chance"])
-                   for name, f in r["factors"].items())
+        for name, f in r["factors"].items():  # a failure names the record, the factor and both values
+            assert f["chance"] == limits[name], (r["trial"], name, f["chance"], limits[name])
+            assert f["found"] <= (f["score"] > f["chance"]), (r["trial"], name, f)
         # scores against the true directions exactly where the generator knows them
         assert ("truth" in r) == (kind_of(r["generator"]).truth is not None)
         if "truth" in r:

@@ -1,7 +1,8 @@
 """`python -m raylatent.bench devrun --json FILE`: a grid users run on GPUs (default `full`), end to
 end on this machine's CPUs with its networks, image size, generators and every cell of its
 directions grid as they are, but a tiny cohort and a handful of steps per stage (a `fast_dev_run`):
-shapes, memory, checkpoints and the report at paper scale through every stage, in minutes.
+shapes, memory, checkpoints and the report at paper scale through every stage (42 min on 2 cores:
+benchmarks/full-devrun-cpu.json; the report's renders, on the driver's CPU, are most of it).
 
 Recorded: wall time per stage, the largest process's peak memory, every generator checkpoint's
 parameters and size, the trials run against the grid's own count, the report's and explorer's
