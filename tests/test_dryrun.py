@@ -49,11 +49,12 @@ def test_simulate_is_a_fifo_queue_on_the_resources():
         simulate([("huge", 1.0, 4.0, 0.0)], 2, 0)
 
 
-def _cal(grid, step=0.01, ev=0.2, img=0.001, fid=0.5, label=0.1) -> dict:
+def _cal(grid, step=0.01, ev=0.2, img=0.001, fid=0.5, label=0.1, draw=0.0) -> dict:
     trials = grid.directions.trials()
     return {"hardware": "made up", "step_s": {config_key(t): step for t in trials},
             "eval_s": {config_key(t): ev for t in trials}, "train_image_s": {"gan": img},
-            "fid_epoch_s": {"gan": fid}, "label_s": {g: label for g in grid.directions.generators}}
+            "fid_epoch_s": {"gan": fid}, "label_s": {g: label for g in grid.directions.generators},
+            "draw_s": {g: draw for g in grid.directions.generators}}
 
 
 def test_estimate_is_derived_from_the_calibration(tiny):
@@ -69,16 +70,27 @@ def test_estimate_is_derived_from_the_calibration(tiny):
     for t in d.trials():
         start, end = est["jobs"][t.name]
         assert end - start == pytest.approx(t.steps * 0.01 + math.ceil(t.steps / d.eval_every) * 0.2 + t.K * 0.1)
-    # one pool job per generator (chance pool + both closed-form methods at the largest K), started first
+    # one pool job per generator (chance pool + every closed-form method at the largest K, each at
+    # most the latent size), started first
     pools = [n for n in est["jobs"] if n.startswith("chance pool")]
     assert len(pools) == len(d.generators)
     assert all(est["jobs"][p][0] == 0 for p in pools[:2])
     from raylatent.discovery.controls import CONTROL_LABEL_UNITS  # ... and the positive controls beside them
+    from raylatent.discovery.methods import METHODS
 
     k_closed = max(x["K"] for x in d.deformators) if d.baselines else 0
+    closed = [m for m in METHODS.values() if m.role == "closed-form"]
+    labelled = len(closed) * min(k_closed, g.latent_dim)
     for p in pools:
         start, end = est["jobs"][p]
-        assert end - start == pytest.approx((d.chance_pool + 2 * k_closed + CONTROL_LABEL_UNITS) * 0.1)
+        assert end - start == pytest.approx((d.chance_pool + labelled + CONTROL_LABEL_UNITS) * 0.1)
+    # ... plus the images a closed-form method draws through the generator (the Hessian method's)
+    drawn = sum(m.fit_images(g.latent_dim, k_closed) for m in closed if m.fit_images)
+    assert drawn > 0
+    slow = estimate(grid, _cal(grid, draw=0.01), cpus=2, gpus=0)
+    for p in pools:
+        assert (slow["jobs"][p][1] - slow["jobs"][p][0]) - (est["jobs"][p][1] - est["jobs"][p][0]) \
+            == pytest.approx(drawn * 0.01)
     assert sum(est["stages"].values()) == pytest.approx(est["total_s"])
     # more CPUs: the directions stage shortens, the work (device-hours) does not change
     more = estimate(grid, cal, cpus=8, gpus=0)

@@ -216,6 +216,8 @@ def test_closed_form_records_carry_their_generator_and_no_rca(tmp_path):
         assert r.rca is None and r.reconstructor == "none" and r.K == 3 and len(r.labels) == 3
         A, cfg = load_directions(tmp_path / r.directions)
         assert cfg["generator_digest"] == "abc123" and cfg["generator"] == "gan"
-        # the first linear map's strongest input axes, in order: latent axes 0, 1, 2 (GANSpace: up to its
-        # sampling noise, 4096 latents)
-        assert np.allclose(np.abs(A), np.eye(8)[:, :3], atol=0.05), r.deformator
+        assert np.allclose(np.linalg.norm(A, axis=0), 1.0, atol=1e-5), r.deformator
+        if r.deformator in ("sefa", "ganspace"):
+            # the first linear map's strongest input axes, in order: latent axes 0, 1, 2 (GANSpace: up to
+            # its sampling noise, 4096 latents); the Hessian method reads the images, not this map
+            assert np.allclose(np.abs(A), np.eye(8)[:, :3], atol=0.05), r.deformator

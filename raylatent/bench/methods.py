@@ -6,8 +6,10 @@ the matched |cos| with the true axes (the curved phantom: with the true tangents
 latents), the axes recovered (matched |cos| >= 0.9), the factors the labeller finds against the
 chance thresholds of a random pool on the same generator, held-out RCA (trained methods) and the
 wall time per step. Trained methods run with and without the Hessian penalty (`--hessian`: its
-weight); closed-form methods (SeFa, GANSpace) once per generator. One process per run, `--workers`
-at a time.
+weight); closed-form methods (SeFa, GANSpace, the Hessian joint diagonalisation) once per seed (the
+seed picks the latents they sample). Beside them, per generator, what the images can tell apart at
+all (interpret/identifiability.py): a factor combination that moves no pixel caps every method.
+One process per run, `--workers` at a time; `--methods` / `--kinds` run a subset.
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ def _run(job: dict) -> dict:
         rca = evaluate(disc, n=512)["rca"]
         A = disc.A
     else:
-        A = m.fit(G, job["K"], job["kind"], zreg)
+        A = m.fit(G, job["K"], job["kind"], zreg, seed=job["seed"])
     truth = score_truth(A, truth_of(job["kind"], G))
     with torch.no_grad():
         rows = score_directions(G, A, zreg=zreg, couplings=couplings)
@@ -133,21 +135,38 @@ def summarise(runs: list[dict]) -> list[dict]:
 def bench_methods(args) -> dict:
     from raylatent.discovery.methods import METHODS
 
-    trained = [n for n, m in METHODS.items() if m.role in ("learned", "reference")]
-    closed = [n for n, m in METHODS.items() if m.role == "closed-form"]
+    from raylatent.interpret.identifiability import identifiability
+    from raylatent.interpret.reading import truth_of
+    from raylatent.models import make_generator
+
+    wanted = args.methods.split(",") if args.methods else list(METHODS)
+    unknown = sorted(set(wanted) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"bench methods: --methods {','.join(unknown)}: not a method (one of {', '.join(METHODS)})")
+    kinds = args.kinds.split(",") if args.kinds else list(TRUTH_KINDS)
+    if set(kinds) - set(TRUTH_KINDS):
+        raise SystemExit(f"bench methods: --kinds {args.kinds}: the truth generators are {', '.join(TRUTH_KINDS)}")
+    trained = [n for n, m in METHODS.items() if m.role in ("learned", "reference") and n in wanted]
+    closed = [n for n, m in METHODS.items() if m.role == "closed-form" and n in wanted]
     jobs = []
     base = {"size": args.size, "latent_dim": args.latent_dim, "K": args.K, "steps": args.steps, "batch": args.batch,
             "pool": args.pool}
-    for kind in TRUTH_KINDS:
+    for kind in kinds:
         for name in trained:
             if METHODS[name].needs_K_equal_d and args.K != args.latent_dim:
                 continue
             weights = (0.0, args.hessian) if METHODS[name].role == "learned" else (0.0,)
             jobs += [{**base, "kind": kind, "method": name, "hessian": h, "seed": s}
                      for h in weights for s in range(args.seeds)]
-        jobs += [{**base, "kind": kind, "method": name, "hessian": 0.0, "seed": 0} for name in closed]
+        jobs += [{**base, "kind": kind, "method": name, "hessian": 0.0, "seed": s}
+                 for name in closed for s in range(args.seeds)]
     t0 = time.time()
-    probe = {kind: criterion_probe(kind, args.size, args.latent_dim) for kind in TRUTH_KINDS}
+    seen = {}
+    for kind in kinds:
+        G = make_generator(kind, args.size, 0, args.latent_dim).eval()
+        seen[kind] = identifiability(G, truth_of(kind, G))
+    print(f"what the images can tell apart (Jacobian rank along the true directions, of 8): {seen}", flush=True)
+    probe = {kind: criterion_probe(kind, args.size, args.latent_dim) for kind in kinds}
     print(f"Hessian penalty along the true directions vs rotations of them vs half out of the span: {probe}", flush=True)
     runs = []
     with ProcessPoolExecutor(args.workers) as pool:
@@ -157,7 +176,8 @@ def bench_methods(args) -> dict:
                   f"matched |cos| {r['matched_cos_mean']:.3f}, in span {r['in_subspace']:.2f}, found {len(r['found'])}",
                   flush=True)
     return {"what": __doc__.split("\n\n")[0], "settings": {**base, "seeds": args.seeds, "hessian": args.hessian},
-            "wall_s": round(time.time() - t0, 1), "criterion_probe": probe, "summary": summarise(runs), "runs": runs}
+            "wall_s": round(time.time() - t0, 1), "identifiability": seen, "criterion_probe": probe,
+            "summary": summarise(runs), "runs": runs}
 
 
 def add_parser(sub) -> None:
@@ -172,3 +192,5 @@ def add_parser(sub) -> None:
     p.add_argument("--hessian", type=float, default=0.00005, help="the penalty's weight (docs/methods.md: larger ones empty the span)")
     p.add_argument("--pool", type=int, default=160, help="random directions the chance thresholds come from")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--methods", default="", help="comma-separated method names (default: every registered one)")
+    p.add_argument("--kinds", default="", help="comma-separated truth generators (default: phantom,curved)")

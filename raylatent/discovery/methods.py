@@ -8,7 +8,8 @@ one of four roles:
 - `reference`: the same trial with A fixed at random (only R learns): the baseline every learned
   number is read against (paper Figs 9-10).
 - `closed-form`: directions computed once per generator from its weights (`fit(G, K, kind, zreg)`),
-  no reconstructor, no RCA: SeFa and GANSpace.
+  no reconstructor, no RCA: SeFa, GANSpace and the Hessian joint diagonalisation (hessian_jd.py);
+  `seed` picks the latents a method samples (0 in a grid; the methods benchmark varies it).
 - `control`: positive controls computed once per generator (`fit` as closed-form; None where the
   generator has no such set): a direction per factor that should be found, held to every grid K's
   chance threshold (discovery/controls.py): `axes` (the true axes of a truth-declaring generator)
@@ -38,10 +39,11 @@ class Method:
     title: str                 # how the report names it
     role: str                  # learned | reference | closed-form | control
     directions: Callable | None = None   # (latent_dim, K, torch.Generator) -> Directions (trials)
-    fit: Callable | None = None          # (G, K, kind, zreg) -> d x K matrix, or (matrix, factor names) (control)
+    fit: Callable | None = None          # (G, K, kind, zreg, seed=0) -> d x K matrix, or (matrix, names) (control)
     needs_K_equal_d: bool = False        # the grid must set K = latent_dim
     settings: dict[str, Any] = field(default_factory=dict)  # its own grid-entry settings and their defaults
     check: Callable[[dict], None] | None = None  # raises ValueError on settings it cannot run with
+    fit_images: Callable[[int, int], int] | None = None  # (latent_dim, K) -> images `fit` draws through G (dry run)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -138,28 +140,34 @@ def reference() -> str:
     return names("reference")[0]
 
 
-def _sefa(G, K: int, kind: str, zreg=None) -> torch.Tensor:
+def _sefa(G, K: int, kind: str, zreg=None, seed: int = 0) -> torch.Tensor:
     from raylatent.discovery.baselines import sefa
 
     return sefa(G.first_linear.detach(), min(K, G.latent_dim))
 
 
-def _ganspace(G, K: int, kind: str, zreg=None) -> torch.Tensor:
+def _ganspace(G, K: int, kind: str, zreg=None, seed: int = 0) -> torch.Tensor:
     from raylatent.discovery.baselines import first_layer_of, ganspace
 
-    return ganspace(first_layer_of(G), G.latent_dim, min(K, G.latent_dim))
+    return ganspace(first_layer_of(G), G.latent_dim, min(K, G.latent_dim), seed=seed)
 
 
-def _axes(G, K: int, kind: str, zreg=None):
+def _hessian_jd(G, K: int, kind: str, zreg=None, seed: int = 0) -> torch.Tensor:
+    from raylatent.discovery.hessian_jd import hessian_jd
+
+    return hessian_jd(G, K, seed=seed)
+
+
+def _axes(G, K: int, kind: str, zreg=None, seed: int = 0):
     from raylatent.discovery.controls import true_axes
 
     return true_axes(G, kind)
 
 
-def _supervised(G, K: int, kind: str, zreg=None):
-    from raylatent.discovery.controls import supervised
+def _supervised(G, K: int, kind: str, zreg=None, seed: int = 0):
+    from raylatent.discovery.controls import SEED, supervised
 
-    return supervised(G, zreg)
+    return supervised(G, zreg, seed=SEED + seed)
 
 
 register(Method("ortho", "Orthogonal", "learned", directions=D.OrthoDirections, needs_K_equal_d=True))
@@ -172,6 +180,14 @@ register(Method("random", "Random directions (A fixed, only R learns)", "referen
                 directions=lambda d, K, g: D.RandomDirections(d, K, g, ortho=K <= d)))
 register(Method("sefa", "SeFa (closed form)", "closed-form", fit=_sefa))
 register(Method("ganspace", "GANSpace (closed form)", "closed-form", fit=_ganspace))
+def _hessian_jd_images(latent_dim: int, K: int) -> int:
+    from raylatent.discovery.hessian_jd import images_drawn
+
+    return images_drawn(latent_dim, K)
+
+
+register(Method("hessjd", "Hessian joint diagonalisation (closed form; ours, not the paper's)", "closed-form",
+                fit=_hessian_jd, fit_images=_hessian_jd_images))
 register(Method("axes", "True axes (positive control)", "control", fit=_axes))
 register(Method("supervised", "Supervised, a linear model per attribute (positive control)", "control",
                 fit=_supervised))

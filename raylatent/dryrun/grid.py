@@ -120,14 +120,33 @@ def calibrate_fid(grid, kind: str, cap: int = 64) -> float:
     return _time(once, n=1) * g.fid_samples / n
 
 
-def calibrate_labelling(grid, kinds) -> dict[str, float]:
+def calibrate_drawing(grid, kinds) -> dict[str, float]:
+    """Seconds per image that each kind's own network takes to draw at the grid's size and width,
+    in batches of the labelling sweep's size, on one CPU thread (the phantom's always included:
+    it is the labelling's reference)."""
+    from raylatent.models import as_generator, make_generator_from
+
+    sweep = grid.directions.sweep()
+    n = sweep.latents * sweep.steps
+    z = torch.randn(n, grid.generators.latent_dim, generator=torch.Generator().manual_seed(1))
+
+    @torch.no_grad()
+    def draw(kind: str) -> float:
+        net = as_generator(make_generator_from(kind, grid.generators)).eval()
+        return _time(lambda: net(z), n=1, repeats=2) / n
+
+    return {kind: draw(kind) for kind in sorted({"phantom", *kinds})}
+
+
+def calibrate_labelling(grid, kinds, drawing: dict[str, float] | None = None) -> dict[str, float]:
     """Seconds to label one direction on the CPU, per generator kind (trials, chance pools and
     closed-form methods all label this way: the grid's sweep scored in HU, interpret/labels.py).
     The attribute measurement is timed on the phantom generator at the grid's size, for every
     kind: it depends on what the slices show, and an untrained GAN or VAE draws noise that measures
     differently (a random VAE timed 2x what the trained one costs; the phantom was within 25% of
     the smoke run's pools). Drawing the sweep's images is timed on each kind's own network at the
-    grid's size and width: at 128^2 the paper's DCGAN draws 40 images 7x slower than they measure."""
+    grid's size and width (`calibrate_drawing`, unless given): at 128^2 the paper's DCGAN draws 40
+    images 7x slower than they measure."""
     from raylatent.interpret.labels import score_directions
     from raylatent.models import as_generator, make_generator_from
 
@@ -136,15 +155,9 @@ def calibrate_labelling(grid, kinds) -> dict[str, float]:
     A = torch.randn(G.latent_dim, LABEL_PROBE, generator=torch.Generator().manual_seed(0))
     measure = _time(lambda: score_directions(G, A / A.norm(dim=0), n_latents=sweep.latents, n_eps=sweep.steps),
                     n=1, repeats=2) / LABEL_PROBE
-    z = torch.randn(sweep.latents * sweep.steps, G.latent_dim, generator=torch.Generator().manual_seed(1))
-
-    @torch.no_grad()
-    def draw(net) -> float:
-        return _time(lambda: net(z), n=1, repeats=2)
-
-    own = draw(G)
-    return {kind: measure + max(0.0, draw(as_generator(make_generator_from(kind, grid.generators)).eval()) - own)
-            for kind in kinds}
+    drawing = drawing or calibrate_drawing(grid, kinds)
+    n = sweep.latents * sweep.steps
+    return {kind: measure + max(0.0, drawing[kind] - drawing["phantom"]) * n for kind in kinds}
 
 
 def calibrate(grid, cap_batch: int = 16, progress=print) -> dict:
@@ -156,7 +169,7 @@ def calibrate(grid, cap_batch: int = 16, progress=print) -> dict:
     g, d = grid.generators, grid.directions
     threads = torch.get_num_threads()
     out = {"hardware": hardware(), "pid": os.getpid(), "host": os.uname().nodename, "cap_batch": cap_batch,
-           "step_s": {}, "eval_s": {}, "train_image_s": {}, "fid_epoch_s": {}, "label_s": {}}
+           "step_s": {}, "eval_s": {}, "train_image_s": {}, "fid_epoch_s": {}, "label_s": {}, "draw_s": {}}
     trials = d.trials()
     configs = {}
     for t in trials:
@@ -183,7 +196,9 @@ def calibrate(grid, cap_batch: int = 16, progress=print) -> dict:
             out["fid_epoch_s"][kind] = calibrate_fid(grid, kind)
             say(f"held-out FID {kind} ({g.fid_samples} samples)", out["fid_epoch_s"][kind], "s/epoch")
         torch.set_num_threads(1)
-        out["label_s"] = calibrate_labelling(grid, sorted({*gens, *d.generators}))  # every generator's pool, trials or not
+        every = sorted({*gens, *d.generators})  # every generator's pool, trials or not
+        out["draw_s"] = calibrate_drawing(grid, every)
+        out["label_s"] = calibrate_labelling(grid, every, out["draw_s"])
         say("labelling (slowest kind)", max(out["label_s"].values()), "s/direction")
     finally:
         torch.set_num_threads(threads)
@@ -245,9 +260,15 @@ def estimate(grid, cal: dict, cpus: float, gpus: float) -> dict:
     if d.baselines or d.chance_pool:  # once per generator, started before the trials (tune/stage.py)
         from raylatent.discovery.controls import CONTROL_LABEL_UNITS
 
+        from raylatent.discovery.methods import METHODS
+
         k_closed = max(x["K"] for x in d.deformators) if d.baselines else 0
+        closed = [m for m in METHODS.values() if m.role == "closed-form"] if d.baselines else []
+        n_closed = len(closed) * min(k_closed, g.latent_dim)  # directions labelled: at most the latent size each
+        drawn = sum(m.fit_images(g.latent_dim, k_closed) for m in closed if m.fit_images)
         for kind in sorted(d.generators):
-            secs = (d.chance_pool + 2 * k_closed + CONTROL_LABEL_UNITS) * cal["label_s"][kind]
+            secs = ((d.chance_pool + n_closed + CONTROL_LABEL_UNITS) * cal["label_s"][kind]
+                    + drawn * cal.get("draw_s", {}).get(kind, 0.0))
             jobs.append((f"chance pool {kind}", secs, 1.0, 0.0))
             dev_s += secs
     for t in trials:
