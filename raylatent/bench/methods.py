@@ -155,7 +155,7 @@ def bench_methods(args) -> dict:
         for name in trained:
             if METHODS[name].needs_K_equal_d and args.K != args.latent_dim:
                 continue
-            weights = (0.0, args.hessian) if METHODS[name].role == "learned" else (0.0,)
+            weights = (0.0, args.hessian) if METHODS[name].role == "learned" and args.hessian else (0.0,)
             jobs += [{**base, "kind": kind, "method": name, "hessian": h, "seed": s}
                      for h in weights for s in range(args.seeds)]
         jobs += [{**base, "kind": kind, "method": name, "hessian": 0.0, "seed": s}

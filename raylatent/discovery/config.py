@@ -35,7 +35,7 @@ class DirectionsConfig:
     gpus_per_trial: float = 0.0
     max_failures: int = 1
     random_baseline: bool = True   # a `random` trial per generator (paper Figs 9-10)
-    baselines: bool = True         # closed-form SeFa and GANSpace directions, scored alike
+    baselines: bool = True         # closed-form SeFa, GANSpace and Hessian-JD directions, scored alike
     chance_pool: int = 256         # random directions scored per generator for the chance thresholds
     label_latents: int = 8         # each direction is labelled from this many latents (antithetic pairs) ...
     label_steps: int = 5           # ... at this many shifts: every set (trials, pools, controls) alike

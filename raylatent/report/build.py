@@ -331,7 +331,7 @@ def _directions_found(records) -> list[str]:
             "(|ρ| ≥ 0.6, purity ≥ 0.4) and its score beats chance. Width, height or size is decided among "
             "the outline attributes that track the shift; `intensity` (the soft-tissue level) counts in "
             "purity and can be a label, so a brightness direction is not read as size or fat, but it is "
-            "not one of the factors. `random`, `sefa` and `ganspace` rows are the baselines; `axes` and "
+            "not one of the factors. `random`, `sefa`, `ganspace` and `hessjd` rows are the baselines; `axes` and "
             "`supervised` rows are the positive controls (a direction per factor; see Positive controls). "
             "Thickness is below the pixel size under 128².", "",
             tabulate(rows, headers=["configuration", *names, "found"], tablefmt="github", disable_numparse=True), "",
