@@ -7,16 +7,18 @@ smaller along the phantom's axes than along rotations of them), but trained besi
 directions out of the span. Here the penalty is minimised over rotations only, so the span is kept:
 1. Span: the top eigenvectors of E_z[J^T J] (J = dG/dz by central differences along each latent
    axis, over `latents` seeded N(0, I) latents): the directions G moves at all, strongest first;
-   at most `rank`, none with an eigenvalue below NULL x the largest (the phantom's unused ones).
-2. Second derivatives along that basis B (central differences, step `step`): one r x r symmetric
-   matrix per latent and pixel.
+   at most `rank`, none with an eigenvalue below NULL x the largest (the phantom's unused ones:
+   ~3e-7 with a step of 0.01, its smallest real one 1e-2; a step of 0.1 leaves 1e-3 of truncation).
+2. Second derivatives along that basis B (central differences, step `h_step`): one r x r
+   symmetric matrix per latent and pixel.
 3. The rotation V that jointly diagonalises them all (Cardoso & Souloumiac's Jacobi angles,
    pyriemann's `rjd`), i.e. the least off-diagonal energy: the Hessian penalty summed over pixels.
    That energy depends on the matrices only through their second-moment operator, so they are
    first reduced to its eigen-matrices (at most r(r+1)/2 of them, exactly), which keeps memory at
    r^4 whatever the image size.
-Directions: the columns of B V, largest first-order effect first, then the rest of step 1's basis
-up to K. Cost: latents x (2d + 2r^2 + 1) images through G.
+Directions: the r columns of B V, largest first-order effect first; no more (where G moves in fewer
+directions than K, or K > `rank`, the set is smaller than K and is judged at its own size, as any
+closed-form set is). Cost: latents x (2d + 2r^2 + 1) images through G.
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ import numpy as np
 import torch
 
 LATENTS = 16   # N(0, I) latents the derivatives are taken at (seeded)
-STEP = 0.1     # finite-difference step in latent units
+STEP = 1e-2    # finite-difference step of the Jacobian, latent units (float32: noise ~1e-7 of the top eigenvalue)
+H_STEP = 0.1   # ... of the second derivatives (0.05-0.2 recover the same phantom axes)
 RANK = 16      # at most this many directions are rotated (cost grows as rank^2)
-NULL = 1e-6    # eigenvalues of E[J^T J] below this share of the largest: directions G ignores
+NULL = 1e-5    # eigenvalues of E[J^T J] below this share of the largest: directions G ignores
 BATCH = 256    # images per forward pass
 
 
@@ -53,7 +56,7 @@ def jacobian_gram(G, z: torch.Tensor, step: float = STEP) -> torch.Tensor:
     return gram / n
 
 
-def hessian_moments(G, z: torch.Tensor, B: torch.Tensor, step: float = STEP) -> torch.Tensor:
+def hessian_moments(G, z: torch.Tensor, B: torch.Tensor, step: float = H_STEP) -> torch.Tensor:
     """Sum over latents and pixels of vec(H) vec(H)^T, H the r x r Hessian of a pixel along the
     columns of B (d x r); vec takes the diagonal, then sqrt(2) x each upper off-diagonal entry,
     so that |vec(H)|^2 is H's squared Frobenius norm."""
@@ -118,23 +121,21 @@ def images_drawn(latent_dim: int, K: int, latents: int = LATENTS, rank: int = RA
     return latents * (2 * latent_dim + (1 + 2 * r * r if r > 1 else 0))
 
 
-def hessian_jd(G, K: int, latents: int = LATENTS, step: float = STEP, rank: int = RANK,
+def hessian_jd(G, K: int, latents: int = LATENTS, step: float = STEP, h_step: float = H_STEP, rank: int = RANK,
                seed: int = 0) -> torch.Tensor:
-    """d x min(K, d) unit directions (see the module doc)."""
+    """d x r unit directions, r <= min(K, rank, d) (see the module doc)."""
     from pyriemann.geometry.ajd import rjd
 
-    d = G.latent_dim
     z, gram, vecs, r = jacobian_basis(G, K, latents, step, rank, seed)
     B = vecs[:, :r]
     V = np.eye(r)
     if r > 1:
-        mats = eigen_matrices(hessian_moments(G, z, B, step).numpy(), r)
+        mats = eigen_matrices(hessian_moments(G, z, B, h_step).numpy(), r)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Convergence not reached": the last sweep's rotation is kept
             V, _ = rjd(mats, n_iter_max=1000, eps=1e-10)
     A = B @ torch.as_tensor(V, dtype=torch.float64)
     effect = torch.einsum("dk,de,ek->k", A, gram, A)
     A = A[:, torch.argsort(effect, descending=True)]
-    A = torch.cat([A, vecs[:, r:min(K, d)]], dim=1)
     signs = torch.sign(A[A.abs().argmax(0), torch.arange(A.shape[1])])
     return (A * signs).float()

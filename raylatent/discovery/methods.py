@@ -158,6 +158,12 @@ def _hessian_jd(G, K: int, kind: str, zreg=None, seed: int = 0) -> torch.Tensor:
     return hessian_jd(G, K, seed=seed)
 
 
+def _hessian_jd_images(latent_dim: int, K: int) -> int:
+    from raylatent.discovery.hessian_jd import images_drawn
+
+    return images_drawn(latent_dim, K)
+
+
 def _axes(G, K: int, kind: str, zreg=None, seed: int = 0):
     from raylatent.discovery.controls import true_axes
 
@@ -180,12 +186,6 @@ register(Method("random", "Random directions (A fixed, only R learns)", "referen
                 directions=lambda d, K, g: D.RandomDirections(d, K, g, ortho=K <= d)))
 register(Method("sefa", "SeFa (closed form)", "closed-form", fit=_sefa))
 register(Method("ganspace", "GANSpace (closed form)", "closed-form", fit=_ganspace))
-def _hessian_jd_images(latent_dim: int, K: int) -> int:
-    from raylatent.discovery.hessian_jd import images_drawn
-
-    return images_drawn(latent_dim, K)
-
-
 register(Method("hessjd", "Hessian joint diagonalisation (closed form; ours, not the paper's)", "closed-form",
                 fit=_hessian_jd, fit_images=_hessian_jd_images))
 register(Method("axes", "True axes (positive control)", "control", fit=_axes))
