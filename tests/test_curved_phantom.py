@@ -105,4 +105,6 @@ def test_the_report_ranks_methods_on_ground_truth_and_reads_them():
     assert "hessian0.005" in rows[0] and "aligns with the factors" in rows[0]  # best first
     assert "0.46 (0.45–0.47)" in rows[1] and "finds the factors' subspace, not their axes" in rows[1]
     assert "7 (7–8)" in rows[0] and "| 3 " in rows[0]
+    curved = md.split("### curved")[1].splitlines()
+    assert any("WarpedGANSpace" in ln and "aligns with 2 of the factors" in ln for ln in curved)  # some axes, not 6
     assert methods_on_truth([{"trial": "x", "generator": "gan"}]) == []

@@ -87,3 +87,14 @@ def test_an_npz_whose_array_header_asks_for_terabytes_is_refused_before_allocati
         npz_mod.load_npz(bomb)
     np.savez(tmp_path / "ok.npz", A=np.zeros((3, 4), np.float32))
     assert npz_mod.load_npz(tmp_path / "ok.npz")["A"].shape == (3, 4)
+
+
+def test_a_title_with_an_apostrophe_reads_as_written_in_markdown_and_html():
+    import markdown
+
+    from raylatent.report.records import esc
+
+    cell = esc("ours, not the paper's \"x\" <b>")
+    assert "#" not in cell and "&#x27;" not in cell  # a numeric entity's # would be escaped and shown
+    page = markdown.markdown(f"| a |\n|---|\n| {cell} |", extensions=["tables"])
+    assert "paper&apos;s &quot;x&quot; &lt;b&gt;" in page and "<b>" not in page

@@ -23,8 +23,11 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
 
 def esc(text) -> str:
-    """Free text from a run file, safe in Markdown and in the HTML it renders to."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=True)).replace("\n", " ")
+    """Free text from a run file, safe in Markdown and in the HTML it renders to. Quotes become
+    named entities (`&quot;`, `&apos;`): a numeric one's `#` would be escaped for Markdown below and
+    show as text (a title's "paper's" read "paper&\\#x27;s")."""
+    quoted = html.escape(str(text), quote=False).replace('"', "&quot;").replace("'", "&apos;")
+    return _MD_SPECIAL.sub(r"\\\1", quoted).replace("\n", " ")
 
 
 def inside(base: Path, rel, what: str, source: Path) -> Path:

@@ -19,9 +19,12 @@ def _median_range(vals: list[float], fmt: str) -> str:
 
 
 def reading(axes: float, span: float, cos: float) -> str:
-    """What a method's median scores say: aligned with the factors, only their subspace, or neither."""
+    """What a method's median scores say: aligned with the factors, with some of them, only their
+    subspace, or neither."""
     if axes >= ALIGNS:
         return "aligns with the factors"
+    if axes >= 1:
+        return f"aligns with {axes:g} of the factors"
     if span >= SPAN:
         return "finds the factors' subspace, not their axes"
     return "neither" if cos < 0.5 else "partly aligned"
