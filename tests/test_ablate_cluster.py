@@ -27,7 +27,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_
     run = _copy_run(smoke_run, tmp_path / "run")
     # lenet trials long enough to kill the driver while some are still running
     overrides = REDUCED + ["directions.iterations=[{reconstructor: lenet, steps: 250}, {reconstructor: resnet, steps: 6}]",
-                           "directions.eval_every=20", "directions.generators=[gan, vae]"]
+                           "directions.eval_every=20", "directions.generators=[gan, vae]",
+                           "directions.baselines=false"]  # resume is the point: no closed-form sets, twice
     n_trials = len(load_grid("smoke", overrides).directions.trials())
     cmd = [sys.executable, "-m", "raylatent.ablate", "--grid", "smoke", "--out", str(run),
            "--report-dir", str(tmp_path / "rep"), "--no-dashboard", *_sets(overrides)]
@@ -61,7 +62,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(smoke_run, tmp_
 def test_two_node_cluster_runs_trials_on_both_nodes(smoke_run, tmp_path):
     run = _copy_run(smoke_run, tmp_path / "run")
     overrides = REDUCED + ["directions.reconstructors=[lenet]", "directions.cpus_per_trial=1",
-                           "directions.generators=[gan, phantom]"]
+                           "directions.generators=[gan, phantom]", "directions.baselines=false"]
     script = textwrap.dedent(f"""
         import sys
         from ray.cluster_utils import Cluster

@@ -80,7 +80,8 @@ def test_estimate_is_derived_from_the_calibration(tiny):
 
     k_closed = max(x["K"] for x in d.deformators) if d.baselines else 0
     closed = [m for m in METHODS.values() if m.role == "closed-form"]
-    labelled = len(closed) * min(k_closed, g.latent_dim)
+    labelled = sum(min(k_closed, g.latent_dim) if m.fit_size is None else m.fit_size(g.latent_dim, k_closed)
+                   for m in closed)
     for p in pools:
         start, end = est["jobs"][p]
         assert end - start == pytest.approx((d.chance_pool + labelled + CONTROL_LABEL_UNITS) * 0.1)

@@ -66,7 +66,7 @@ def test_eigen_matrices_keep_every_quadratic_criterion():
     iu = np.triu_indices(4, 1)
     vec = np.concatenate([np.diagonal(X, axis1=1, axis2=2), X[:, iu[0], iu[1]] * 2 ** 0.5], axis=1)
     mats = eigen_matrices(vec.T @ vec, 4)
-    assert len(mats) <= 10  # r (r + 1) / 2
+    assert len(mats) == 10  # r (r + 1) / 2: 50 matrices reduced to the operator's rank
     for s in range(3):
         V = np.linalg.qr(rng.standard_normal((4, 4)))[0]
         assert off_diagonal_share(mats, V) == pytest.approx(off_diagonal_share(X, V), rel=1e-9)
@@ -116,3 +116,9 @@ def test_the_dry_run_is_told_how_many_images_it_draws():
     G = Counting()
     hessian_jd(G, 3)
     assert Counting.drawn == images_drawn(G.latent_dim, 3) == method_of("hessjd").fit_images(G.latent_dim, 3)
+
+
+def test_the_dry_run_bound_on_its_size_is_what_it_returns_on_a_generator_of_full_rank():
+    G = Blocks(latent_dim=6, factors=6)
+    for K in (4, 6, 9):
+        assert hessian_jd(G, K).shape[1] == method_of("hessjd").most_directions(G.latent_dim, K) == min(K, 6)

@@ -1,5 +1,6 @@
 """The records of the direction sets computed once per generator, beside the trials: the
-closed-form methods (SeFa, GANSpace; K directions from the generator's weights) and the positive
+closed-form methods (SeFa and GANSpace from the generator's first layer, the Hessian joint
+diagonalisation from its images; at most K directions each) and the positive
 controls (true axes, supervised; a direction per factor, controls.py). Each is exported and
 labelled exactly as a trial's, with no reconstructor and so no RCA or Ls."""
 from __future__ import annotations
@@ -15,7 +16,7 @@ from raylatent.models.directions import rebuild
 
 def closed_form_records(generators: dict, digests: dict, K: int, zreg, out: Path, chance=None,
                         couplings=None, control_Ks=(), sweep=None) -> list[TrialRecord]:
-    """Every closed-form method (K directions each, at most the latent size) and every control
+    """Every closed-form method (at most K directions each, at most the latent size) and every control
     (when `control_Ks` names the grid's K) on every generator ({kind: z -> image module});
     `chance(kind, K)`, if given, calibrates which factors count as found. A control's record is
     judged at the largest of `control_Ks`, and carries the factors it finds at each (`found_by_K`).

@@ -38,8 +38,9 @@ BATCH = 256    # images per forward pass
 @torch.no_grad()
 def _images(G, z: torch.Tensor, batch: int = BATCH) -> torch.Tensor:
     """G(z) flattened, float64 on the CPU (n x P)."""
-    device = next((t.device for t in (*G.parameters(), *G.buffers())), torch.device("cpu"))
-    out = [G(z[i:i + batch].to(device)).reshape(len(z[i:i + batch]), -1).double().cpu()
+    ref = next((t for t in (*G.parameters(), *G.buffers()) if t.is_floating_point()), None)
+    device, dtype = (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), z.dtype)
+    out = [G(z[i:i + batch].to(device, dtype)).reshape(len(z[i:i + batch]), -1).double().cpu()
            for i in range(0, len(z), batch)]
     return torch.cat(out)
 

@@ -7,7 +7,7 @@ one of four roles:
   the shared `Discovery` (step.py) trains it: one step, held-out evaluation, export, checkpoint.
 - `reference`: the same trial with A fixed at random (only R learns): the baseline every learned
   number is read against (paper Figs 9-10).
-- `closed-form`: directions computed once per generator from its weights (`fit(G, K, kind, zreg)`),
+- `closed-form`: at most K directions computed once per generator (`fit(G, K, kind, zreg, seed)`),
   no reconstructor, no RCA: SeFa, GANSpace and the Hessian joint diagonalisation (hessian_jd.py);
   `seed` picks the latents a method samples (0 in a grid; the methods benchmark varies it).
 - `control`: positive controls computed once per generator (`fit` as closed-form; None where the
@@ -44,6 +44,12 @@ class Method:
     settings: dict[str, Any] = field(default_factory=dict)  # its own grid-entry settings and their defaults
     check: Callable[[dict], None] | None = None  # raises ValueError on settings it cannot run with
     fit_images: Callable[[int, int], int] | None = None  # (latent_dim, K) -> images `fit` draws through G (dry run)
+    fit_size: Callable[[int, int], int] | None = None    # (latent_dim, K) -> most directions `fit` returns
+                                                         # (dry run; None: min(K, latent_dim))
+
+    def most_directions(self, latent_dim: int, K: int) -> int:
+        """The most directions a closed-form `fit` returns, which the dry run prices the labelling of."""
+        return self.fit_size(latent_dim, K) if self.fit_size else min(K, latent_dim)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -164,6 +170,12 @@ def _hessian_jd_images(latent_dim: int, K: int) -> int:
     return images_drawn(latent_dim, K)
 
 
+def _hessian_jd_size(latent_dim: int, K: int) -> int:
+    from raylatent.discovery.hessian_jd import RANK
+
+    return min(K, RANK, latent_dim)
+
+
 def _axes(G, K: int, kind: str, zreg=None, seed: int = 0):
     from raylatent.discovery.controls import true_axes
 
@@ -187,7 +199,7 @@ register(Method("random", "Random directions (A fixed, only R learns)", "referen
 register(Method("sefa", "SeFa (closed form)", "closed-form", fit=_sefa))
 register(Method("ganspace", "GANSpace (closed form)", "closed-form", fit=_ganspace))
 register(Method("hessjd", "Hessian joint diagonalisation (closed form; ours, not the paper's)", "closed-form",
-                fit=_hessian_jd, fit_images=_hessian_jd_images))
+                fit=_hessian_jd, fit_images=_hessian_jd_images, fit_size=_hessian_jd_size))
 register(Method("axes", "True axes (positive control)", "control", fit=_axes))
 register(Method("supervised", "Supervised, a linear model per attribute (positive control)", "control",
                 fit=_supervised))

@@ -264,7 +264,7 @@ def estimate(grid, cal: dict, cpus: float, gpus: float) -> dict:
 
         k_closed = max(x["K"] for x in d.deformators) if d.baselines else 0
         closed = [m for m in METHODS.values() if m.role == "closed-form"] if d.baselines else []
-        n_closed = len(closed) * min(k_closed, g.latent_dim)  # directions labelled: at most the latent size each
+        n_closed = sum(m.most_directions(g.latent_dim, k_closed) for m in closed)  # directions labelled
         drawn = sum(m.fit_images(g.latent_dim, k_closed) for m in closed if m.fit_images)
         for kind in sorted(d.generators):
             secs = ((d.chance_pool + n_closed + CONTROL_LABEL_UNITS) * cal["label_s"][kind]

@@ -4,8 +4,8 @@ Why: a factor combination that moves no pixel cannot be recovered by any method 
 images, so it caps `axes_recovered` whatever the method. At each latent the image's Jacobian along
 the true factor directions (P x F, central differences in float64) is decomposed; a right singular
 vector whose singular value is below NULL x the largest is a combination the images ignore there.
-The phantom's is rank 7 at every latent: width, height and size reach the image only through the
-body's half axes a = 150 w s and b = 100 h s (docs/methods.md).
+The phantom's is rank 7 at most (5-7: breast and z draw nothing at some latents): width, height and
+size reach the image only through the body's half axes a = 150 w s and b = 100 h s (docs/methods.md).
 """
 from __future__ import annotations
 

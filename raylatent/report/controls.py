@@ -112,8 +112,8 @@ def coverage_section(path) -> list[str]:
                              + ("" if f["generated"] else " **not generated**"))
             names = list(c["factors"])
             m = c["memorisation"]
-            rows.append([esc(gen).upper(), *cells, f"{int(c['generated'])}/{len(names)}"])
-            notes.append(f"- {esc(gen).upper()}: generated slices lie {float(m['median_ratio']):.2f}× as far from "
+            rows.append([esc(gen.upper()), *cells, f"{int(c['generated'])}/{len(names)}"])
+            notes.append(f"- {esc(gen.upper())}: generated slices lie {float(m['median_ratio']):.2f}× as far from "
                          f"their nearest training slice as held-out slices do (median); "
                          f"{100 * float(m['nearer_than_held_out']):.0f}% are nearer than 95% of held-out slices get"
                          + (" — **it copies its training slices**." if m["memorised"] else ": no sign of copying."))

@@ -113,7 +113,7 @@ def replicates_section(run_dir: Path) -> list[str]:
                 v = rows[row].get(K)
                 cells.append("—" if not v else " / ".join(f"{x:+d}" if row == "margin" else str(x) for x in v)
                              + (f" (range {min(v)}–{max(v)})" if len(v) > 1 else ""))
-            lines.append([esc(gen).upper(), title, *cells])
+            lines.append([esc(gen.upper()), title, *cells])
     links = ", ".join(f"[replicate {e['replicate'] + 1}]({e['report']}) (seed {e['seed']})" for e in reps)
     return ["## Replicates", "",
             f"Every trained generator trained {len(reps)} times with other seeds (`generators.replicates`), each "

@@ -49,9 +49,10 @@ def methods_on_truth(records: list[dict]) -> list[str]:
           "curved phantom: the tangents of the true paths and of the method's paths, at 64 fixed latents); "
           "recovered = factors at |cos| ≥ 0.9; in span = the share of a direction inside the factors' span; "
           "found = factors the labeller finds against chance. The reading: ≥ 6 recovered aligns with the "
-          "factors; in span ≥ 0.9 without that finds their subspace only. No method can recover all eight "
-          "on the phantoms: width, height and size reach the image only through the body's two half axes, "
-          "so one combination of them moves no pixel (`interpret/identifiability.py`, docs/methods.md).", ""]
+          "factors; in span ≥ 0.9 without that finds their subspace only. On the phantoms no method that sees "
+          "only the images can be sure of all eight (the positive controls are told them): width, height and "
+          "size reach the image only through the body's two half axes, so one combination of them moves no "
+          "pixel (`interpret/identifiability.py`, docs/methods.md).", ""]
     for gen in sorted({g for g, _ in groups}):
         rows = []
         for (g, method), rs in groups.items():
